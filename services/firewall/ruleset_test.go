@@ -211,7 +211,7 @@ func TestParseRuleSetErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got, err := ParseRuleSet(tt.client, tt.entries)
-		if diff := cmp.Diff(DenyAll(tt.client), got, cmpAddrs); diff != "" {
+		if diff := cmp.Diff(&RuleSet{Client: tt.client, Policy: Drop}, got, cmpAddrs); diff != "" {
 			t.Errorf("%s: result is not deny-all (-want +got):\n%s", tt.name, diff)
 		}
 		var rse *RuleSetError
