@@ -1,0 +1,423 @@
+package vchan
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+)
+
+// Conn is one end of a vchan: a server (made by Listen) or a client (made by
+// Dial). It is an io.ReadWriteCloser with libxenvchan's blocking semantics:
+// Read waits for at least one byte and returns what is there, Write waits
+// until all of p is in the ring, Send and Recv move whole messages.
+//
+// One Read (or Recv) and one Write (or Send) may run at the same time from
+// different goroutines; Close may be called from any goroutine and wakes
+// both.
+type Conn struct {
+	hdr    *sharedHeader
+	server bool
+	in     consumer
+	out    producer
+	ev     EventChannel
+
+	ownLive, peerLive statusByte // our live byte and the peer's
+	askPeer           statusByte // where we ask the peer to notify us
+	peerAsks          statusByte // where the peer asks us; cleared when we notify
+
+	readMu, writeMu sync.Mutex   // one reader, one writer
+	life            sync.RWMutex // held shared while shared memory is touched; Close takes it exclusively to unmap
+	wake            waker
+	closing         chan struct{}
+	closeOnce       sync.Once
+	closeErr        error
+	released        bool // under life
+	failed          atomic.Pointer[error]
+	peerGone        atomic.Bool
+	release         func() error // platform teardown
+	withdraw        func() error // server: withdraw the xenstore entries once a client is there
+	withdrawOnce    sync.Once
+	withdrawErr     error
+}
+
+// waker fans one event-channel notification out to every goroutine of this
+// Conn that sleeps: whoever receives the event closes the current generation
+// channel. A sleeper arms (takes the channel) before its final re-check of
+// the ring, so no wake-up between the check and the sleep is lost.
+type waker struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (w *waker) arm() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch == nil {
+		w.ch = make(chan struct{})
+	}
+	return w.ch
+}
+
+func (w *waker) broadcast() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch != nil {
+		close(w.ch)
+		w.ch = nil
+	}
+}
+
+// newConn wires an endpoint to an attached shared page. left and right are
+// the ring data areas; the indices start from the shared values, which the
+// caller has validated.
+func newConn(hdr *sharedHeader, server bool, left, right ringData, ev EventChannel, release func() error) *Conn {
+	c := &Conn{hdr: hdr, server: server, ev: ev, release: release, closing: make(chan struct{})}
+	leftIn := consumer{idx: &hdr.left, data: left, cons: hdr.left.cons.Load(), name: "left"}
+	rightIn := consumer{idx: &hdr.right, data: right, cons: hdr.right.cons.Load(), name: "right"}
+	leftOut := producer{idx: &hdr.left, data: left, prod: hdr.left.prod.Load(), name: "left"}
+	rightOut := producer{idx: &hdr.right, data: right, prod: hdr.right.prod.Load(), name: "right"}
+	if server {
+		c.in, c.out = leftIn, rightOut
+		c.ownLive, c.peerLive = srvLive, cliLive
+		c.askPeer, c.peerAsks = cliNotify, srvNotify
+	} else {
+		c.in, c.out = rightIn, leftOut
+		c.ownLive, c.peerLive = cliLive, srvLive
+		c.askPeer, c.peerAsks = srvNotify, cliNotify
+	}
+	return c
+}
+
+// RingSizes returns the sizes in bytes of the ring this end reads from and
+// the ring it writes to.
+func (c *Conn) RingSizes() (read, write int) {
+	return int(c.in.data.size), int(c.out.data.size)
+}
+
+// fail records the first protocol error; every later call returns it.
+func (c *Conn) fail(err error) error {
+	c.failed.CompareAndSwap(nil, &err)
+	return *c.failed.Load()
+}
+
+// usable returns why the Conn cannot be used any more, or nil.
+func (c *Conn) usable() error {
+	if c.released {
+		return ErrClosed
+	}
+	select {
+	case <-c.closing:
+		return ErrClosed
+	default:
+	}
+	if e := c.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// peerState returns the peer's live byte, rejecting garbage.
+func (c *Conn) peerState() (Live, error) {
+	l := Live(c.hdr.load(c.peerLive))
+	if l > LiveWaiting {
+		return 0, c.fail(fmt.Errorf("vchan: peer's live byte is %d, want 0..2: %w", uint8(l), ErrProtocol))
+	}
+	return l, nil
+}
+
+// State returns the peer's state: LiveWaiting until a client attaches (seen
+// from a server), LiveConnected, then LiveExited once the peer closed.
+func (c *Conn) State() (Live, error) {
+	c.life.RLock()
+	defer c.life.RUnlock()
+	if err := c.usable(); err != nil {
+		return LiveExited, err
+	}
+	if c.peerGone.Load() {
+		return LiveExited, ErrPeerGone
+	}
+	return c.peerState()
+}
+
+// notifyPeer sends an event if the peer asked for bit (and clears its
+// request). The atomic and-fetch orders it after the index update.
+func (c *Conn) notifyPeer(bit uint8) error {
+	if c.hdr.clear(c.peerAsks, bit)&bit == 0 {
+		return nil
+	}
+	if err := c.ev.Notify(); err != nil {
+		return fmt.Errorf("vchan: notify peer on port %d: %w", c.ev.Port(), err)
+	}
+	return nil
+}
+
+// sleep waits for an event, a wake-up of generation gen, Close, or done.
+func (c *Conn) sleep(gen <-chan struct{}, done <-chan struct{}) error {
+	select {
+	case _, ok := <-c.ev.Events():
+		if !ok {
+			c.peerGone.Store(true)
+		}
+		c.wake.broadcast()
+	case <-gen:
+	case <-c.closing:
+		return ErrClosed
+	case <-done:
+	}
+	return nil
+}
+
+// tryRead copies up to len(p) bytes if at least atLeast are available
+// (atLeast >= 1). It returns 0, nil when the caller should sleep.
+func (c *Conn) tryRead(p []byte, atLeast uint32) (int, error) {
+	if err := c.usable(); err != nil {
+		return 0, err
+	}
+	ready, err := c.in.ready()
+	if err != nil {
+		return 0, c.fail(err)
+	}
+	if ready < atLeast {
+		// Only now look at the peer: data it wrote before exiting must
+		// still be read. Its live store comes after its index store, so
+		// re-reading the index after seeing "exited" finds all of it.
+		live, err := c.peerState()
+		if err != nil {
+			return 0, err
+		}
+		gone := c.peerGone.Load()
+		if live != LiveExited && !gone {
+			return 0, nil
+		}
+		if ready, err = c.in.ready(); err != nil {
+			return 0, c.fail(err)
+		}
+		if ready < atLeast {
+			switch {
+			case ready > 0:
+				return 0, io.ErrUnexpectedEOF
+			case live == LiveExited:
+				return 0, io.EOF
+			default:
+				return 0, ErrPeerGone
+			}
+		}
+	}
+	n := min(uint32(len(p)), ready)
+	c.in.consume(p[:n])
+	return int(n), c.notifyPeer(NotifyRead)
+}
+
+// tryWrite copies up to len(p) bytes if at least atLeast fit (atLeast >= 1).
+// It returns 0, nil when the caller should sleep.
+func (c *Conn) tryWrite(p []byte, atLeast uint32) (int, error) {
+	if err := c.usable(); err != nil {
+		return 0, err
+	}
+	live, err := c.peerState()
+	if err != nil {
+		return 0, err
+	}
+	if live == LiveExited {
+		return 0, ErrPeerClosed
+	}
+	if c.peerGone.Load() {
+		return 0, ErrPeerGone
+	}
+	space, err := c.out.space()
+	if err != nil {
+		return 0, c.fail(err)
+	}
+	if space < atLeast {
+		return 0, nil
+	}
+	n := min(uint32(len(p)), space)
+	c.out.produce(p[:n])
+	return int(n), c.notifyPeer(NotifyWrite)
+}
+
+// readAtLeast is the blocking loop behind Read and Recv.
+func (c *Conn) readAtLeast(p []byte, atLeast uint32) (int, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	c.life.RLock()
+	defer c.life.RUnlock()
+	for {
+		if n, err := c.tryRead(p, atLeast); n > 0 || err != nil {
+			return n, err
+		}
+		// Ask to be told about writes, then look once more: a write that
+		// landed before our request was seen would otherwise never wake us.
+		gen := c.wake.arm()
+		c.hdr.or(c.askPeer, NotifyWrite)
+		if n, err := c.tryRead(p, atLeast); n > 0 || err != nil {
+			return n, err
+		}
+		if err := c.sleep(gen, nil); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// writeAtLeast is the blocking loop behind Write and Send.
+func (c *Conn) writeAtLeast(p []byte, atLeast uint32) (int, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.life.RLock()
+	defer c.life.RUnlock()
+	done := 0
+	for done < len(p) {
+		n, err := c.tryWrite(p[done:], min(atLeast, uint32(len(p)-done)))
+		done += n
+		if err != nil {
+			return done, err
+		}
+		if n > 0 {
+			continue
+		}
+		gen := c.wake.arm()
+		c.hdr.or(c.askPeer, NotifyRead)
+		n, err = c.tryWrite(p[done:], min(atLeast, uint32(len(p)-done)))
+		done += n
+		if err != nil {
+			return done, err
+		}
+		if n > 0 {
+			continue
+		}
+		if err := c.sleep(gen, nil); err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// Read reads up to len(p) bytes, waiting until at least one is there. After
+// the peer closed, Read returns what it wrote and then io.EOF.
+func (c *Conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	return c.readAtLeast(p, 1)
+}
+
+// Write writes all of p, waiting for ring space as often as needed
+// (libxenvchan_write in blocking mode). It fails with ErrPeerClosed once
+// the peer has exited; a server may write before its client attaches, up to
+// the ring size.
+func (c *Conn) Write(p []byte) (int, error) {
+	return c.writeAtLeast(p, 1)
+}
+
+// Recv reads exactly len(p) bytes, waiting until all are in the ring, so a
+// message is taken out whole (libxenvchan_recv). p must fit in the ring.
+func (c *Conn) Recv(p []byte) error {
+	if uint64(len(p)) > uint64(c.in.data.size) {
+		return fmt.Errorf("vchan: Recv of %d bytes from a %d-byte ring: %w", len(p), c.in.data.size, ErrTooLarge)
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	_, err := c.readAtLeast(p, uint32(len(p)))
+	return err
+}
+
+// Send writes p in one piece, waiting until the ring has room for all of it,
+// so the peer never sees part of a message (libxenvchan_send). p must fit
+// in the ring.
+func (c *Conn) Send(p []byte) error {
+	if uint64(len(p)) > uint64(c.out.data.size) {
+		return fmt.Errorf("vchan: Send of %d bytes into a %d-byte ring: %w", len(p), c.out.data.size, ErrTooLarge)
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	_, err := c.writeAtLeast(p, uint32(len(p)))
+	return err
+}
+
+// DataReady returns how many bytes a Read could take now without waiting.
+func (c *Conn) DataReady() (int, error) {
+	c.life.RLock()
+	defer c.life.RUnlock()
+	if err := c.usable(); err != nil {
+		return 0, err
+	}
+	n, err := c.in.ready()
+	if err != nil {
+		return 0, c.fail(err)
+	}
+	return int(n), nil
+}
+
+// BufferSpace returns how many bytes a Write could place now without waiting.
+func (c *Conn) BufferSpace() (int, error) {
+	c.life.RLock()
+	defer c.life.RUnlock()
+	if err := c.usable(); err != nil {
+		return 0, err
+	}
+	n, err := c.out.space()
+	if err != nil {
+		return 0, c.fail(err)
+	}
+	return int(n), nil
+}
+
+// WaitConnected waits until a client has attached to this server (or has
+// already come and gone), and then withdraws the xenstore entries as Qubes'
+// libvchan does, so nobody else tries the same page. On a client it returns
+// at once.
+func (c *Conn) WaitConnected(ctx context.Context) error {
+	c.life.RLock()
+	defer c.life.RUnlock()
+	for {
+		if err := c.usable(); err != nil {
+			return err
+		}
+		if c.peerGone.Load() {
+			return ErrPeerGone
+		}
+		gen := c.wake.arm()
+		live, err := c.peerState()
+		if err != nil {
+			return err
+		}
+		if live != LiveWaiting {
+			if c.withdraw != nil {
+				c.withdrawOnce.Do(func() { c.withdrawErr = c.withdraw() })
+			}
+			return c.withdrawErr
+		}
+		// The client notifies after setting cli_live, so no request bit is
+		// needed: the event latch holds that notification for us.
+		if err := c.sleep(gen, ctx.Done()); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("vchan: waiting for the client: %w", err)
+		}
+	}
+}
+
+// Close marks this end exited, wakes the peer and any goroutine blocked in
+// this Conn, waits for them to leave, and then releases the shared pages,
+// the event channel and (on a server) the xenstore entries. Data still in
+// the ring stays readable by the peer until it unmaps.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closing)
+		c.life.Lock()
+		defer c.life.Unlock()
+		c.hdr.store(c.ownLive, uint8(LiveExited))
+		notifyErr := c.ev.Notify()
+		c.released = true
+		c.closeErr = c.release()
+		if c.closeErr == nil && notifyErr != nil && !c.peerGone.Load() {
+			c.closeErr = fmt.Errorf("vchan: notify peer of close on port %d: %w", c.ev.Port(), notifyErr)
+		}
+	})
+	return c.closeErr
+}
