@@ -132,7 +132,7 @@ func Listen(p Platform, client DomID, port int, readMin, writeMin int) (c *Conn,
 	}
 	undo.add(func() error { return p.Store.Unpublish(dir) })
 
-	c = newConn(hdr, true, left, right, ev, undo.run)
+	c = newConn(hdr, true, left, right, ev, func() error { return undo.run() })
 	c.withdraw = func() error { return p.Store.Unpublish(dir) }
 	return c, nil
 }
@@ -194,7 +194,8 @@ func Dial(ctx context.Context, p Platform, server DomID, port int) (c *Conn, err
 		undo.add(ps.Release)
 		return ps.Pages(), nil
 	}
-	c, err = attachClient(shared.Pages()[0], mapRing, ev, undo.run)
+	// The closure sees the ring mappings mapRing adds to undo.
+	c, err = attachClient(shared.Pages()[0], mapRing, ev, func() error { return undo.run() })
 	if err != nil {
 		return nil, fmt.Errorf("vchan: dial %s: %w", dir, err)
 	}
