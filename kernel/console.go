@@ -1,0 +1,104 @@
+package kernel
+
+// Console output: the 16550 UART at COM1 under QEMU (polled: the kernel
+// never waits on a serial interrupt), and Xen's debug port 0xE9 when running
+// on Xen before its PV console is up. kprint* allocate nothing and may be
+// called from trap context.
+
+const (
+	com1       = 0x3f8
+	uartTHR    = 0 // transmit holding register
+	uartIER    = 1
+	uartFCR    = 2
+	uartLCR    = 3
+	uartMCR    = 4
+	uartLSR    = 5
+	lsrTHRE    = 1 << 5
+	xenDebugIO = 0xe9
+)
+
+var (
+	useCOM1 bool
+	useE9   bool
+	// consoleHook, when non-zero, is an index into the platform console
+	// table (Xen PV console later); kept as a plain flag here.
+)
+
+func consoleInit(onXen bool) {
+	useE9 = onXen
+	// 115200 8N1, FIFO on, no interrupts. A missing UART reads 0xff.
+	if inb(com1+uartLSR) != 0xff {
+		useCOM1 = true
+		outb(com1+uartIER, 0)
+		outb(com1+uartLCR, 0x80)
+		outb(com1+0, 1)
+		outb(com1+1, 0)
+		outb(com1+uartLCR, 0x03)
+		outb(com1+uartFCR, 0xc7)
+		outb(com1+uartMCR, 0x03)
+	}
+}
+
+func putc(c byte) {
+	if useCOM1 {
+		for i := 0; i < 100000 && inb(com1+uartLSR)&lsrTHRE == 0; i++ {
+			pause()
+		}
+		outb(com1+uartTHR, c)
+	}
+	if useE9 {
+		outb(xenDebugIO, c)
+	}
+}
+
+func consoleWrite(b []byte) {
+	for _, c := range b {
+		if c == '\n' && useCOM1 {
+			putc('\r')
+		}
+		putc(c)
+	}
+}
+
+func kprint(s string) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' && useCOM1 {
+			putc('\r')
+		}
+		putc(s[i])
+	}
+}
+
+func kprintHex(v uint64) {
+	const digits = "0123456789abcdef"
+	var b [18]byte
+	b[0], b[1] = '0', 'x'
+	for i := 0; i < 16; i++ {
+		b[17-i] = digits[v>>(4*i)&0xf]
+	}
+	consoleWrite(b[:])
+}
+
+func kprintDec(v uint64) {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			break
+		}
+	}
+	consoleWrite(b[i:])
+}
+
+// kprintFrac prints v/1000 with three decimals (v in thousandths).
+func kprintMilli(v uint64) {
+	kprintDec(v / 1000)
+	putc('.')
+	f := v % 1000
+	putc(byte('0' + f/100))
+	putc(byte('0' + f/10%10))
+	putc(byte('0' + f%10))
+}

@@ -1,0 +1,341 @@
+// Kernel entry and exit paths. Everything runs at CPL 0 in one address
+// space: a trap or a SYSCALL never changes privilege, so the CPU would push
+// its frame on the interrupted goroutine's stack. Every IDT gate therefore
+// uses an IST stack, and the SYSCALL entry switches to the per-CPU kernel
+// stack itself. Both build the same TrapFrame (frame.go), save the SSE state
+// into the current thread's FXSAVE area, point FS at the per-CPU kernel TLS
+// (so Go's ABI wrappers load the kernel's stand-in g), and call trap(). On
+// return the frame (possibly rewritten to another thread's context) is
+// restored with IRETQ, which works at CPL 0 where SYSRET does not.
+
+#include "textflag.h"
+
+// Offsets in percpu (cpu.go); checked by TestPercpuLayout.
+#define PC_KSTACK 8
+#define PC_SCRATCH 16
+#define PC_KFS 24
+#define PC_UFS 32
+#define PC_FX 40
+#define PC_IDLETOP 48
+#define PC_IDLING 56
+#define PC_IDLEREQ 64
+
+#define MSR_FS_BASE $0xc0000100
+
+// func trapCommon()
+TEXT ·trapCommon(SB),NOSPLIT|NOFRAME,$0
+	PUSHQ	AX
+	PUSHQ	BX
+	PUSHQ	CX
+	PUSHQ	DX
+	PUSHQ	SI
+	PUSHQ	DI
+	PUSHQ	BP
+	PUSHQ	R8
+	PUSHQ	R9
+	PUSHQ	R10
+	PUSHQ	R11
+	PUSHQ	R12
+	PUSHQ	R13
+	PUSHQ	R14
+	PUSHQ	R15
+	MOVQ	PC_FX(GS), AX
+	FXSAVE64	(AX)
+	MOVQ	PC_KFS(GS), AX
+	MOVQ	AX, DX
+	SHRQ	$32, DX
+	MOVL	MSR_FS_BASE, CX
+	WRMSR
+	MOVQ	SP, AX
+	SUBQ	$16, SP
+	MOVQ	AX, 0(SP)
+	CALL	·trap(SB)
+	ADDQ	$16, SP
+	MOVQ	PC_IDLEREQ(GS), AX
+	TESTQ	AX, AX
+	JNE	idle
+	JMP	·trapRestore(SB)
+idle:
+	MOVQ	$0, PC_IDLEREQ(GS)
+	JMP	·idleLoop(SB)
+
+// func trapRestore()
+// SP points at a TrapFrame; PC_UFS and PC_FX describe the thread it belongs to.
+TEXT ·trapRestore(SB),NOSPLIT|NOFRAME,$0
+	MOVQ	PC_UFS(GS), AX
+	MOVQ	AX, DX
+	SHRQ	$32, DX
+	MOVL	MSR_FS_BASE, CX
+	WRMSR
+	MOVQ	PC_FX(GS), AX
+	FXRSTOR64	(AX)
+	POPQ	R15
+	POPQ	R14
+	POPQ	R13
+	POPQ	R12
+	POPQ	R11
+	POPQ	R10
+	POPQ	R9
+	POPQ	R8
+	POPQ	BP
+	POPQ	DI
+	POPQ	SI
+	POPQ	DX
+	POPQ	CX
+	POPQ	BX
+	POPQ	AX
+	ADDQ	$16, SP
+	IRETQ
+
+// func idleLoop()
+// Runs on the per-CPU idle stack with interrupts enabled only inside HLT's
+// window (STI's one-instruction shadow makes STI;HLT atomic). An interrupt
+// taken here is handled on an IST stack and returns here; idlePoll then
+// decides whether a thread became runnable and, if so, returns a frame to
+// restore.
+TEXT ·idleLoop(SB),NOSPLIT|NOFRAME,$0
+	MOVQ	PC_IDLETOP(GS), SP
+again:
+	MOVQ	$1, PC_IDLING(GS)
+	STI
+	HLT
+	CLI
+	MOVQ	$0, PC_IDLING(GS)
+	SUBQ	$16, SP
+	CALL	·idlePoll(SB)
+	MOVQ	0(SP), AX
+	ADDQ	$16, SP
+	TESTQ	AX, AX
+	JEQ	again
+	MOVQ	AX, SP
+	JMP	·trapRestore(SB)
+
+// func syscallEntry()
+// SYSCALL at CPL 0: RCX = return RIP, R11 = RFLAGS, interrupts masked by
+// SFMASK, RSP still the caller's.
+TEXT ·syscallEntry(SB),NOSPLIT|NOFRAME,$0
+	MOVQ	SP, PC_SCRATCH(GS)
+	MOVQ	PC_KSTACK(GS), SP
+	PUSHQ	$0x10
+	PUSHQ	PC_SCRATCH(GS)
+	PUSHQ	R11
+	PUSHQ	$0x08
+	PUSHQ	CX
+	PUSHQ	$0
+	PUSHQ	$0x100
+	JMP	·trapCommon(SB)
+
+// func enterFrame(f uintptr)
+// Switches to the frame f (on a kernel stack) and restores it.
+TEXT ·enterFrame(SB),NOSPLIT|NOFRAME,$0-8
+	MOVQ	f+0(FP), SP
+	JMP	·trapRestore(SB)
+
+// func rt0Addr() uintptr
+TEXT ·rt0Addr(SB),NOSPLIT,$0-8
+	LEAQ	_rt0_amd64_linux(SB), AX
+	MOVQ	AX, ret+0(FP)
+	RET
+
+// func kernelEnd() uintptr: first byte after the image's BSS.
+TEXT ·kernelEnd(SB),NOSPLIT,$0-8
+	LEAQ	runtime·end(SB), AX
+	MOVQ	AX, ret+0(FP)
+	RET
+
+// func textRange() (start, end uintptr)
+TEXT ·textRange(SB),NOSPLIT,$0-16
+	LEAQ	runtime·text(SB), AX
+	MOVQ	AX, start+0(FP)
+	LEAQ	runtime·etext(SB), AX
+	MOVQ	AX, end+8(FP)
+	RET
+
+// func inb(port uint16) uint8
+TEXT ·inb(SB),NOSPLIT,$0-9
+	MOVW	port+0(FP), DX
+	XORL	AX, AX
+	INB
+	MOVB	AX, ret+8(FP)
+	RET
+
+// func outb(port uint16, v uint8)
+TEXT ·outb(SB),NOSPLIT,$0-3
+	MOVW	port+0(FP), DX
+	MOVB	v+2(FP), AX
+	OUTB
+	RET
+
+// func inw(port uint16) uint16
+TEXT ·inw(SB),NOSPLIT,$0-10
+	MOVW	port+0(FP), DX
+	XORL	AX, AX
+	INW
+	MOVW	AX, ret+8(FP)
+	RET
+
+// func outw(port uint16, v uint16)
+TEXT ·outw(SB),NOSPLIT,$0-4
+	MOVW	port+0(FP), DX
+	MOVW	v+2(FP), AX
+	OUTW
+	RET
+
+// func inl(port uint16) uint32
+TEXT ·inl(SB),NOSPLIT,$0-12
+	MOVW	port+0(FP), DX
+	INL
+	MOVL	AX, ret+8(FP)
+	RET
+
+// func outl(port uint16, v uint32)
+TEXT ·outl(SB),NOSPLIT,$0-8
+	MOVW	port+0(FP), DX
+	MOVL	v+4(FP), AX
+	OUTL
+	RET
+
+// func rdmsr(msr uint32) uint64
+TEXT ·rdmsr(SB),NOSPLIT,$0-16
+	MOVL	msr+0(FP), CX
+	RDMSR
+	SHLQ	$32, DX
+	ORQ	DX, AX
+	MOVQ	AX, ret+8(FP)
+	RET
+
+// func wrmsr(msr uint32, v uint64)
+TEXT ·wrmsr(SB),NOSPLIT,$0-16
+	MOVL	msr+0(FP), CX
+	MOVQ	v+8(FP), AX
+	MOVQ	AX, DX
+	SHRQ	$32, DX
+	WRMSR
+	RET
+
+// func cpuid(leaf, sub uint32) (a, b, c, d uint32)
+TEXT ·cpuid(SB),NOSPLIT,$0-24
+	MOVL	leaf+0(FP), AX
+	MOVL	sub+4(FP), CX
+	CPUID
+	MOVL	AX, a+8(FP)
+	MOVL	BX, b+12(FP)
+	MOVL	CX, c+16(FP)
+	MOVL	DX, d+20(FP)
+	RET
+
+// func rdtsc() uint64
+TEXT ·rdtsc(SB),NOSPLIT,$0-8
+	RDTSC
+	SHLQ	$32, DX
+	ORQ	DX, AX
+	MOVQ	AX, ret+0(FP)
+	RET
+
+// func rdrand() (v uint64, ok bool)
+TEXT ·rdrand(SB),NOSPLIT,$0-9
+	RDRANDQ	AX
+	SETCS	ok+8(FP)
+	MOVQ	AX, v+0(FP)
+	RET
+
+// func readCR2() uintptr
+TEXT ·readCR2(SB),NOSPLIT,$0-8
+	MOVQ	CR2, AX
+	MOVQ	AX, ret+0(FP)
+	RET
+
+// func readCR3() uintptr
+TEXT ·readCR3(SB),NOSPLIT,$0-8
+	MOVQ	CR3, AX
+	MOVQ	AX, ret+0(FP)
+	RET
+
+// func writeCR3(v uintptr)
+TEXT ·writeCR3(SB),NOSPLIT,$0-8
+	MOVQ	v+0(FP), AX
+	MOVQ	AX, CR3
+	RET
+
+// func readCR4() uintptr
+TEXT ·readCR4(SB),NOSPLIT,$0-8
+	MOVQ	CR4, AX
+	MOVQ	AX, ret+0(FP)
+	RET
+
+// func writeCR4(v uintptr)
+TEXT ·writeCR4(SB),NOSPLIT,$0-8
+	MOVQ	v+0(FP), AX
+	MOVQ	AX, CR4
+	RET
+
+// func invlpg(va uintptr)
+TEXT ·invlpg(SB),NOSPLIT,$0-8
+	MOVQ	va+0(FP), AX
+	INVLPG	(AX)
+	RET
+
+// func lgdt(p uintptr)
+TEXT ·lgdt(SB),NOSPLIT,$0-8
+	MOVQ	p+0(FP), AX
+	LGDT	0(AX)
+	RET
+
+// func lidt(p uintptr)
+TEXT ·lidt(SB),NOSPLIT,$0-8
+	MOVQ	p+0(FP), AX
+	LIDT	0(AX)
+	RET
+
+// func ltr(sel uint16)
+TEXT ·ltr(SB),NOSPLIT,$0-2
+	MOVW	sel+0(FP), AX
+	LTR	AX
+	RET
+
+// func reloadSegments()
+// After lgdt: reload the data segments (CS keeps selector 0x08, whose
+// descriptor is the same in every GDT we load).
+TEXT ·reloadSegments(SB),NOSPLIT,$0-0
+	MOVL	$0x10, AX
+	BYTE	$0x8e; BYTE $0xd8 // DS
+	BYTE	$0x8e; BYTE $0xc0 // ES
+	BYTE	$0x8e; BYTE $0xd0 // SS
+	RET
+
+// func haltForever()
+TEXT ·haltForever(SB),NOSPLIT,$0-0
+loop:
+	CLI
+	HLT
+	JMP	loop
+
+// func pause()
+TEXT ·pause(SB),NOSPLIT,$0-0
+	PAUSE
+	RET
+
+// func fxsaveTo(p uintptr)
+TEXT ·fxsaveTo(SB),NOSPLIT,$0-8
+	MOVQ	p+0(FP), AX
+	FXSAVE64	(AX)
+	RET
+
+// func stubAddr(v uintptr) uintptr
+TEXT ·stubAddr(SB),NOSPLIT,$0-16
+	LEAQ	·stubTable(SB), AX
+	MOVQ	v+0(FP), BX
+	MOVQ	(AX)(BX*8), AX
+	MOVQ	AX, ret+8(FP)
+	RET
+
+// func syscallEntryAddr() uintptr
+TEXT ·syscallEntryAddr(SB),NOSPLIT,$0-8
+	LEAQ	·syscallEntry(SB), AX
+	MOVQ	AX, ret+0(FP)
+	RET
+
+// func fninit()
+TEXT ·fninit(SB),NOSPLIT,$0-0
+	BYTE	$0xdb; BYTE $0xe3 // FNINIT: x87 control word 0x37f
+	RET

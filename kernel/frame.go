@@ -1,0 +1,23 @@
+package kernel
+
+// TrapFrame is the register state saved on every kernel entry, in the order
+// trapCommon pushes it (lowest address first) followed by what the CPU (or
+// syscallEntry, imitating it) pushes. Its layout is shared with
+// entry_amd64.s and checked by TestTrapFrameLayout.
+type TrapFrame struct {
+	R15, R14, R13, R12, R11, R10, R9, R8 uint64
+	RBP, RDI, RSI, RDX, RCX, RBX, RAX    uint64
+	Vector, ErrCode                      uint64
+	RIP, CS, RFLAGS, RSP, SS             uint64
+}
+
+const (
+	trapFrameSize = 22 * 8
+	vecSyscall    = 0x100 // Vector of a frame built by syscallEntry
+
+	selCode = 0x08
+	selData = 0x10
+	selTSS  = 0x18
+
+	rflagsIF = 1 << 9
+)

@@ -1,0 +1,26 @@
+package kernel
+
+// Power-off paths, tried in order: QEMU's isa-debug-exit device (port 0xf4,
+// which makes QEMU exit with status (code<<1)|1), the platform's own
+// shutdown (Xen's SCHEDOP_shutdown once xenpv registers it), ACPI S5, and
+// finally halting with interrupts off, which Xen also treats as poweroff.
+
+const debugExitPort = 0xf4
+
+// platformShutdown, when set by a platform package, shuts the machine down
+// with the given exit status (it must not return on success).
+var platformShutdown func(code int)
+
+func powerOff(code int) {
+	if verbose {
+		kprint("unikgo: exit status ")
+		kprintDec(uint64(code))
+		kprint("\n")
+	}
+	outb(debugExitPort, uint8(code))
+	if platformShutdown != nil {
+		platformShutdown(code)
+	}
+	acpiPowerOff()
+	haltForever()
+}

@@ -1,0 +1,149 @@
+package kernel
+
+import (
+	"unsafe"
+
+	"github.com/unikgo/unikgo/boot"
+	"github.com/unikgo/unikgo/boot/pvh"
+	"github.com/unikgo/unikgo/kernel/cmdline"
+)
+
+var (
+	verbose  bool
+	quiet    bool
+	ncpu     = 1
+	platform = "qemu"
+	xenBase  uint32
+)
+
+// buildCmdline is the default command line, set by unikbuild with
+// -ldflags -X when the image is built with --cmdline; used when the boot
+// loader passes none.
+var buildCmdline string
+
+// kernelMain is called by boot.start64 on the boot stack, with the early
+// identity map and the boot TLS. It sets up the machine and enters the Go
+// runtime as thread 1; it never returns.
+//
+//go:linkname kernelMain github.com/unikgo/unikgo/boot.kernelMain
+func kernelMain() {
+	c := &cpus[0]
+	c.self = uintptr(unsafe.Pointer(c))
+	c.cur = -1
+	c.nest = 1
+	xenBase = detectXen()
+	if xenBase != 0 {
+		platform = "xen"
+	}
+	consoleInit(xenBase != 0)
+	detectFeatures()
+	rsdpPA = uintptr(boot.Info.RSDP)
+
+	// Physical memory: RAM above the image.
+	kend := align(kernelEnd(), pageSize)
+	var ramTop uint64
+	for _, r := range boot.Info.Regions() {
+		if r.Type != pvh.MemRAM {
+			continue
+		}
+		ramBytes += r.Size
+		end := r.Addr + r.Size
+		if end > ramTop {
+			ramTop = end
+		}
+		start := r.Addr
+		if start < uint64(kend) {
+			start = uint64(kend)
+		}
+		if end > 1<<39 {
+			end = 1 << 39
+		}
+		if start < end {
+			addFrameRange(uintptr(start), uintptr(end))
+		}
+	}
+	if totalFrames == 0 {
+		kprint("unikgo: no usable RAM in the boot memory map (boot loader without PVH memmap?)\n")
+		powerOff(exitKernelFault)
+	}
+	if !setupPaging(ramTop) {
+		kprint("unikgo: out of memory building page tables\n")
+		powerOff(exitKernelFault)
+	}
+
+	s := &stacks[0]
+	c.kstack = top(s.sysBuf[:])
+	c.idleFX = align(uintptr(unsafe.Pointer(&s.idleFXBuf[0])), 16)
+	c.idleFrm = top(s.idleBuf[:]) - trapFrameSize
+	c.idleTop = c.idleFrm - 64
+	c.setupTLS()
+	c.loadTables(s)
+	c.setupSyscall()
+	calibrateTSC(xenBase)
+	tscBase = boot.EntryTSC()
+	if xenBase == 0 {
+		if rtc := readRTC(); rtc != 0 {
+			wallBaseNS = rtc*1e9 - nanotime()
+		}
+	}
+	lapicInit()
+	fdInit()
+	fninit()
+	fxsaveTo(c.idleFX)
+
+	// The command line: from the loader, else the build's default.
+	var line cmdline.Line
+	if n := boot.Info.CmdlineLen; n > 0 {
+		line.Parse(boot.Info.CmdlineBytes())
+	} else {
+		line.ParseString(buildCmdline)
+	}
+	verbose = line.Option("verbose")
+	quiet = line.Option("quiet")
+
+	i := newThread()
+	t := &threads[i]
+	fxsaveTo(t.fx)
+	sp, ok := initialStack(&line)
+	if !ok {
+		kprint("unikgo: cannot build the initial stack\n")
+		powerOff(exitKernelFault)
+	}
+	t.regs = TrapFrame{RIP: uint64(rt0Addr()), RSP: uint64(sp), RFLAGS: rflagsIF | 2, CS: selCode, SS: selData}
+	if !quiet {
+		bootLine()
+	}
+	f := (*TrapFrame)(unsafe.Pointer(c.kstack - trapFrameSize))
+	load(c, i, f)
+	c.nest = 0
+	armTimer(c)
+	enterFrame(uintptr(unsafe.Pointer(f)))
+}
+
+func detectXen() uint32 {
+	for base := uint32(0x40000000); base < 0x40010000; base += 0x100 {
+		a, b, c, d := cpuid(base, 0)
+		if b == 0x566e6558 && c == 0x65584d4d && d == 0x4d4d566e && a-base >= 2 {
+			return base
+		}
+	}
+	return 0
+}
+
+func bootLine() {
+	kprint("unikgo: ")
+	kprintDec(ramBytes >> 20)
+	kprint(" MiB, ")
+	kprintDec(uint64(ncpu))
+	if ncpu == 1 {
+		kprint(" vCPU, ")
+	} else {
+		kprint(" vCPUs, ")
+	}
+	kprint(platform)
+	kprint(", kernel ready in ")
+	kprintMilli(nanotime() / 1000)
+	kprint(" ms\n")
+}
+
+func fninit()

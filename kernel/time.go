@@ -1,0 +1,204 @@
+package kernel
+
+import (
+	"math/bits"
+	"unsafe"
+)
+
+// Time: a monotonic clock from the TSC, calibrated at boot (Xen's CPUID TSC
+// leaf when on Xen, else the PIT), wall time from the CMOS RTC read once,
+// and a one-shot local APIC timer for deadlines and time slices.
+
+var (
+	tscHz       uint64
+	tscBase     uint64
+	tscMult     uint64 // ns per tick, 32.32 fixed point
+	wallBaseNS  uint64 // realtime at tscBase
+	apicBase    uintptr
+	apicHz      uint64
+	timerVector = uint64(0x20)
+)
+
+const spuriousVector = 0xff
+
+func nanotime() uint64 {
+	d := rdtsc() - tscBase
+	hi, lo := bits.Mul64(d, tscMult)
+	return hi<<32 | lo>>32
+}
+
+func realtimeOffset() uint64 { return wallBaseNS }
+
+// PIT channel 2, gated through port 0x61, counts 1193182 Hz.
+func pitWait10ms() {
+	g := inb(0x61)
+	outb(0x61, g&^0x02|0x01)
+	outb(0x43, 0xb0) // channel 2, lobyte/hibyte, mode 0
+	const count = 11932
+	outb(0x42, count&0xff)
+	outb(0x42, count>>8)
+	for i := 0; i < 1<<28 && inb(0x61)&0x20 == 0; i++ {
+	}
+}
+
+func calibrateTSC(xenBase uint32) {
+	if xenBase != 0 {
+		// Xen leaf base+3, sub-leaf 0: ECX = guest TSC frequency in kHz.
+		if _, _, khz, _ := cpuid(xenBase+3, 0); khz != 0 {
+			tscHz = uint64(khz) * 1000
+		}
+	}
+	if tscHz == 0 {
+		t0 := rdtsc()
+		pitWait10ms()
+		tscHz = (rdtsc() - t0) * 100
+	}
+	if tscHz == 0 {
+		tscHz = 1e9
+	}
+	tscMult, _ = bits.Div64(1e9>>32, 1e9<<32, tscHz) // 1e9 * 2^32 / tscHz
+}
+
+// Local APIC (xAPIC, memory-mapped; identity-mapped below 4 GiB).
+const (
+	lapicEOI     = 0xb0
+	lapicSVR     = 0xf0
+	lapicLVTT    = 0x320
+	lapicTICR    = 0x380
+	lapicTCCR    = 0x390
+	lapicTDCR    = 0x3e0
+	lapicLVTLINT = 0x350
+)
+
+func lapicW(off uintptr, v uint32) { *(*uint32)(unsafe.Pointer(apicBase + off)) = v }
+func lapicR(off uintptr) uint32    { return *(*uint32)(unsafe.Pointer(apicBase + off)) }
+
+func lapicInit() {
+	// Mask the legacy PICs: every interrupt we want comes through the LAPIC.
+	outb(0x21, 0xff)
+	outb(0xa1, 0xff)
+	b := rdmsr(msrAPICBase)
+	wrmsr(msrAPICBase, b|1<<11) // global enable
+	apicBase = uintptr(b & 0xfffff000)
+	lapicW(lapicSVR, 0x100|spuriousVector)
+	lapicW(lapicTDCR, 0x3) // divide by 16
+	lapicW(lapicLVTT, 1<<16|uint32(timerVector))
+	// Calibrate against the TSC over ~10 ms.
+	lapicW(lapicTICR, 0xffffffff)
+	t0 := rdtsc()
+	for rdtsc()-t0 < tscHz/100 {
+		pause()
+	}
+	n := 0xffffffff - lapicR(lapicTCCR)
+	lapicW(lapicTICR, 0)
+	apicHz = uint64(n) * 100
+	if apicHz == 0 {
+		apicHz = 1e9 / 16
+	}
+	lapicW(lapicLVTT, uint32(timerVector)) // one-shot, unmasked
+}
+
+func lapicEOIWrite() { lapicW(lapicEOI, 0) }
+
+// timerArm programs an interrupt at monotonic time ns (0: none).
+func timerArm(ns uint64) {
+	if ns == 0 {
+		lapicW(lapicTICR, 0)
+		return
+	}
+	now := nanotime()
+	d := uint64(0)
+	if ns > now {
+		d = ns - now
+	}
+	hi, lo := bits.Mul64(d, apicHz)
+	ticks := uint64(0xffffffff)
+	if hi < 1e9 {
+		q, _ := bits.Div64(hi, lo, 1e9)
+		if q < ticks {
+			ticks = q
+		}
+	}
+	if ticks < 16 {
+		ticks = 16
+	}
+	lapicW(lapicTICR, uint32(ticks))
+}
+
+// readRTC returns the CMOS real-time clock as Unix seconds (0 if absent).
+func readRTC() uint64 {
+	rd := func(r uint8) uint8 { outb(0x70, r); return inb(0x71) }
+	for i := 0; i < 1000000 && rd(0x0a)&0x80 != 0; i++ {
+	}
+	sec, min, hour := rd(0x00), rd(0x02), rd(0x04)
+	day, mon, year := rd(0x07), rd(0x08), rd(0x09)
+	century := rd(0x32)
+	if rd(0x0a) == 0xff {
+		return 0
+	}
+	if rd(0x0b)&0x04 == 0 { // BCD
+		bcd := func(v uint8) uint8 { return v&0xf + v>>4*10 }
+		sec, min, day, mon, year, century = bcd(sec), bcd(min), bcd(day), bcd(mon), bcd(year), bcd(century)
+		hour = bcd(hour&0x7f) | hour&0x80
+	}
+	if hour&0x80 != 0 { // 12-hour clock, PM
+		hour = (hour&0x7f)%12 + 12
+	}
+	y := uint64(year)
+	if century >= 19 && century <= 30 {
+		y += uint64(century) * 100
+	} else {
+		y += 2000
+	}
+	return unixSeconds(y, uint64(mon), uint64(day), uint64(hour), uint64(min), uint64(sec))
+}
+
+// unixSeconds converts a civil UTC time to Unix seconds (days-from-civil).
+func unixSeconds(y, m, d, hh, mm, ss uint64) uint64 {
+	if m < 1 || m > 12 || d < 1 || d > 31 || y < 1970 {
+		return 0
+	}
+	yy := int64(y)
+	if m <= 2 {
+		yy--
+	}
+	era := yy / 400
+	yoe := yy - era*400
+	mp := (int64(m) + 9) % 12
+	doy := (153*mp+2)/5 + int64(d) - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	days := era*146097 + doe - 719468
+	return uint64(days)*86400 + hh*3600 + mm*60 + ss
+}
+
+// Clock ids.
+const (
+	clockRealtime       = 0
+	clockMonotonic      = 1
+	clockProcessCPUTime = 2
+	clockThreadCPUTime  = 3
+	clockMonotonicRaw   = 4
+	clockRealtimeCoarse = 5
+	clockMonoCoarse     = 6
+	clockBoottime       = 7
+)
+
+func clockNow(c *percpu, id int) (uint64, bool) {
+	switch id {
+	case clockRealtime, clockRealtimeCoarse:
+		return wallBaseNS + nanotime(), true
+	case clockMonotonic, clockMonotonicRaw, clockMonoCoarse, clockBoottime:
+		return nanotime(), true
+	case clockThreadCPUTime:
+		t := &threads[c.cur]
+		return t.cpuNS + nanotime() - t.runSince, true
+	case clockProcessCPUTime:
+		var sum uint64
+		for i := range threads {
+			sum += threads[i].cpuNS
+		}
+		t := &threads[c.cur]
+		return sum + nanotime() - t.runSince, true
+	}
+	return 0, false
+}

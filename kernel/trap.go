@@ -1,0 +1,200 @@
+package kernel
+
+import (
+	"runtime"
+	"unsafe"
+)
+
+// trap is called by trapCommon for every exception, interrupt and system
+// call, with interrupts disabled, on an IST stack or the SYSCALL stack. It
+// may rewrite *f to resume a different thread.
+func trap(f *TrapFrame) {
+	c := &cpus[0]
+	if c.idling != 0 {
+		// Interrupted the idle loop: handle the event; idlePoll picks a
+		// thread when we return there.
+		c.nest++
+		if f.Vector < 32 {
+			kernelFault(c, f)
+		}
+		irq(c, f, false)
+		c.nest--
+		return
+	}
+	if c.nest > 0 || c.cur < 0 {
+		kernelFault(c, f)
+	}
+	c.nest++
+	switch v := f.Vector; {
+	case v == vecSyscall:
+		doSyscall(c, f)
+	case v < 32:
+		exception(c, f)
+	default:
+		irq(c, f, true)
+	}
+	deliverSignals(c, f)
+	armTimer(c)
+	c.nest--
+}
+
+func irq(c *percpu, f *TrapFrame, inThread bool) {
+	if f.Vector == spuriousVector {
+		return
+	}
+	lapicEOIWrite()
+	if f.Vector != timerVector {
+		return
+	}
+	now := nanotime()
+	expireTimers(now)
+	if inThread && runqLen > 0 && now >= c.sliceEnd {
+		yield(c, f)
+	}
+}
+
+// exception handles a CPU exception raised by thread code: page faults are
+// resolved or become SIGSEGV; the rest become the signal Linux sends.
+func exception(c *percpu, f *TrapFrame) {
+	switch f.Vector {
+	case 14:
+		addr := readCR2()
+		if f.ErrCode&pfPresent == 0 || f.ErrCode&pfWrite != 0 {
+			code := faultIn(addr, f.ErrCode&pfWrite != 0, f.ErrCode&pfFetch != 0)
+			if code == 0 {
+				return
+			}
+			fault(c, f, sigSEGV, int32(code), uint64(addr))
+			return
+		}
+		fault(c, f, sigSEGV, segvAccErr, uint64(addr))
+	case 0:
+		fault(c, f, sigFPE, 1, f.RIP) // FPE_INTDIV
+	case 1, 3:
+		fault(c, f, sigTRAP, 1, f.RIP)
+	case 6:
+		fault(c, f, sigILL, 2, f.RIP) // ILL_ILLOPN
+	case 13, 12:
+		fault(c, f, sigSEGV, 0x80, 0) // SI_KERNEL
+	case 16, 19:
+		fault(c, f, sigFPE, 0, f.RIP)
+	case 17:
+		fault(c, f, sigBUS, 1, f.RIP)
+	default:
+		kernelFault(c, f)
+	}
+}
+
+// fault delivers a synchronous signal. Linux forces it through: a blocked
+// synchronous signal is unblocked.
+func fault(c *percpu, f *TrapFrame, sig int, code int32, addr uint64) {
+	if verbose {
+		kprint("unikgo: fault: signal ")
+		kprintDec(uint64(sig))
+		kprint(" rip=")
+		kprintHex(f.RIP)
+		kprint(" addr=")
+		kprintHex(addr)
+		kprint("\n")
+	}
+	t := &threads[c.cur]
+	t.sigmask &^= 1 << (sig - 1)
+	deliver(c, f, sig, code, addr, f.Vector)
+}
+
+var exceptionNames = [...]string{
+	"divide error", "debug", "NMI", "breakpoint", "overflow", "bound range",
+	"invalid opcode", "device not available", "double fault", "coprocessor overrun",
+	"invalid TSS", "segment not present", "stack fault", "general protection",
+	"page fault", "reserved", "x87 error", "alignment check", "machine check",
+	"SIMD error", "virtualization", "control protection",
+}
+
+// exitKernelFault is the guest exit status after a fault in kernel code.
+const exitKernelFault = 125
+
+var inFault bool
+
+// kernelFault reports an exception in kernel code (registers and a
+// symbolized backtrace) and powers off.
+func kernelFault(c *percpu, f *TrapFrame) {
+	if inFault {
+		kprint("\nunikgo: fault while reporting a kernel fault\n")
+		powerOff(exitKernelFault)
+	}
+	inFault = true
+	kprint("\nunikgo: kernel fault: ")
+	if f.Vector < uint64(len(exceptionNames)) {
+		kprint(exceptionNames[f.Vector])
+	} else {
+		kprint("vector ")
+		kprintDec(f.Vector)
+	}
+	kprint(" (error ")
+	kprintHex(f.ErrCode)
+	kprint(")\n")
+	reg := func(name string, v uint64) {
+		kprint(name)
+		kprint("=")
+		kprintHex(v)
+		kprint(" ")
+	}
+	reg("rip", f.RIP)
+	reg("rsp", f.RSP)
+	reg("rflags", f.RFLAGS)
+	reg("cr2", uint64(readCR2()))
+	kprint("\n")
+	reg("rax", f.RAX)
+	reg("rbx", f.RBX)
+	reg("rcx", f.RCX)
+	reg("rdx", f.RDX)
+	kprint("\n")
+	reg("rsi", f.RSI)
+	reg("rdi", f.RDI)
+	reg("rbp", f.RBP)
+	reg("r8", f.R8)
+	kprint("\n")
+	reg("r9", f.R9)
+	reg("r10", f.R10)
+	reg("r11", f.R11)
+	reg("r12", f.R12)
+	kprint("\n")
+	reg("r13", f.R13)
+	reg("r14", f.R14)
+	reg("r15", f.R15)
+	kprint("\nbacktrace:\n")
+	symbolize(uintptr(f.RIP), false)
+	// Follow the frame-pointer chain (Go keeps RBP frames on amd64).
+	bp := uintptr(f.RBP)
+	for i := 0; i < 32 && bp > pageSize && bp < identTop && bp&7 == 0; i++ {
+		ret := *(*uintptr)(unsafe.Pointer(bp + 8))
+		if ret == 0 {
+			break
+		}
+		symbolize(ret, true)
+		bp = *(*uintptr)(unsafe.Pointer(bp))
+	}
+	powerOff(exitKernelFault)
+}
+
+func symbolize(pc uintptr, isReturn bool) {
+	kprint("  ")
+	kprintHex(uint64(pc))
+	lookup := pc
+	if isReturn {
+		lookup--
+	}
+	start, end := textRange()
+	if lookup >= start && lookup < end {
+		if fn := runtime.FuncForPC(lookup); fn != nil {
+			kprint(" ")
+			kprint(fn.Name())
+			file, line := fn.FileLine(lookup)
+			kprint("\n      ")
+			kprint(file)
+			kprint(":")
+			kprintDec(uint64(line))
+		}
+	}
+	kprint("\n")
+}
