@@ -277,10 +277,10 @@ func newLookup(ctx context.Context, r Resolver) lookupFunc {
 // compileClient validates one client's rule set and compiles it.
 func compileClient(client netip.Addr, set *RuleSet, lookup lookupFunc) (*clientRules, error) {
 	if err := set.Validate(); err != nil {
-		return nil, fmt.Errorf("firewall: cannot compile rules of client %s: %w; keeping the previous rules", client, err)
+		return nil, fmt.Errorf("firewall: cannot compile rules of client %s: %w; keeping the previous rules", addrText(client), err)
 	}
 	if set.Client != client {
-		return nil, fmt.Errorf("firewall: rule set for %s is filed under client %s; keeping the previous rules", set.Client, client)
+		return nil, fmt.Errorf("firewall: rule set for %s is filed under client %s; keeping the previous rules", addrText(set.Client), addrText(client))
 	}
 	c := &clientRules{set: set, policy: set.Policy, ipv4: client.Is4()}
 	for _, nr := range set.Rules {

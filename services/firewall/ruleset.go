@@ -80,7 +80,7 @@ func (e *RuleSetError) Error() string {
 		first = e.Entries[0].String()
 	}
 	return fmt.Sprintf("firewall rules for client %s: %s%s; all traffic from this client is dropped until dom0 writes a valid rule set",
-		e.Client, first, more)
+		addrText(e.Client), first, more)
 }
 
 // ParseRuleSet parses the QubesDB entries of one client's rule set. Keys may
@@ -219,7 +219,7 @@ func (s *RuleSet) Validate() error {
 		return fmt.Errorf("nil rule set")
 	}
 	if !s.Client.IsValid() || s.Client.Zone() != "" {
-		return fmt.Errorf("rule set client %s is not a plain IP address", s.Client)
+		return fmt.Errorf("rule set client %s is not a plain IP address", addrText(s.Client))
 	}
 	if s.Policy != Accept && s.Policy != Drop {
 		return fmt.Errorf("rule set for %s: invalid policy %d", s.Client, s.Policy)
@@ -237,4 +237,13 @@ func (s *RuleSet) Validate() error {
 		}
 	}
 	return nil
+}
+
+// addrText renders a client address for a message; an address with a zone
+// (which can hold any text) is quoted like other untrusted text.
+func addrText(a netip.Addr) string {
+	if a.Zone() != "" {
+		return quote(a.String())
+	}
+	return a.String()
 }

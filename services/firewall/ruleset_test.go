@@ -236,7 +236,7 @@ func TestRuleSetValidate(t *testing.T) {
 	}{
 		{"nil", nil, "nil rule set"},
 		{"no client", &RuleSet{}, "rule set client invalid IP is not a plain IP address"},
-		{"zone", &RuleSet{Client: netip.MustParseAddr("fe80::1%eth0")}, "rule set client fe80::1%eth0 is not a plain IP address"},
+		{"zone", &RuleSet{Client: netip.MustParseAddr("fe80::1%eth0")}, `rule set client "fe80::1%eth0" is not a plain IP address`},
 		{"bad policy", &RuleSet{Client: client4, Policy: 5}, "rule set for 10.137.0.5: invalid policy 5"},
 		{
 			"numbers not increasing",
