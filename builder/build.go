@@ -98,11 +98,11 @@ func Build(ctx context.Context, opts BuildOptions) (*Image, error) {
 	args = append(args, "-o", linked, "--", opts.Package)
 
 	step := progress.Start(opts.Progress, "building "+pkg.ImportPath)
-	err = runGo(ctx, g, pkg.ImportPath, args)
-	step.Done()
-	if err != nil {
+	if err := runGo(ctx, g, pkg.ImportPath, args); err != nil {
+		step.Cancel()
 		return nil, err
 	}
+	step.Done()
 	img, err := finish(linked, out)
 	if err != nil {
 		return nil, err

@@ -105,6 +105,17 @@ func checkGoVersion(v string) error {
 	return nil
 }
 
+// ListPackages expands package patterns (such as ./...) into import paths,
+// running the go command in dir.
+func ListPackages(ctx context.Context, goBin, dir string, patterns []string) ([]string, error) {
+	g := newGoTool(goBin, dir, nil)
+	out, err := g.output(ctx, targetEnv, append([]string{"list", "--"}, patterns...)...)
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(out)), nil
+}
+
 // listedPackage is the part of `go list -json` output builder uses.
 type listedPackage struct {
 	ImportPath string
@@ -113,7 +124,10 @@ type listedPackage struct {
 	Standard   bool
 	DepOnly    bool
 	CgoFiles   []string
-	Error      *struct{ Err string }
+	// TestGoFiles and XTestGoFiles tell whether a package has tests.
+	TestGoFiles  []string
+	XTestGoFiles []string
+	Error        *struct{ Err string }
 }
 
 // loadMain lists pattern and its dependencies as they would be built with
@@ -122,7 +136,7 @@ type listedPackage struct {
 // package name is accepted.
 func (g goTool) loadMain(ctx context.Context, pattern string, wantMain bool) (*listedPackage, error) {
 	out, err := g.output(ctx, []string{"CGO_ENABLED=1", "GOOS=" + targetGOOS, "GOARCH=" + targetGOARCH},
-		"list", "-e", "-deps", "-json=ImportPath,Name,Dir,Standard,DepOnly,CgoFiles,Error", "--", pattern)
+		"list", "-e", "-deps", "-json=ImportPath,Name,Dir,Standard,DepOnly,CgoFiles,TestGoFiles,XTestGoFiles,Error", "--", pattern)
 	if err != nil {
 		return nil, err
 	}
