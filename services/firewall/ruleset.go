@@ -164,24 +164,33 @@ func hasKey(problems []EntryError, key string) bool {
 	return slices.ContainsFunc(problems, func(e EntryError) bool { return e.Key == key })
 }
 
-// entryName strips the client's directory from a full QubesDB key and
-// returns the entry name; "" for the directory's own commit marker. A key
-// without a leading '/' is already relative. ok is false for keys of another
-// directory or nested deeper.
+// ParseKey splits a QubesDB key under DBDir into the client address and the
+// entry name: "" for the client's commit marker /qubes-firewall/<client>
+// (whose write means "rule set complete, apply it", the key a firewall
+// watches for), "0003" or "policy" for /qubes-firewall/<client>/0003 and
+// /qubes-firewall/<client>/policy. ok is false for keys outside DBDir, with a
+// bad address, or nested deeper.
+func ParseKey(key string) (client netip.Addr, name string, ok bool) {
+	rest, ok := strings.CutPrefix(key, DBDir)
+	if !ok {
+		return netip.Addr{}, "", false
+	}
+	ipText, name, _ := strings.Cut(rest, "/")
+	client, err := netip.ParseAddr(ipText)
+	if err != nil || client.Zone() != "" || strings.Contains(name, "/") {
+		return netip.Addr{}, "", false
+	}
+	return client, name, true
+}
+
+// entryName returns the entry name of key within client's directory (see
+// ParseKey); a key without a leading '/' is taken as already relative.
 func entryName(client netip.Addr, key string) (name string, ok bool) {
 	if !strings.HasPrefix(key, "/") {
 		return key, key != "" && !strings.Contains(key, "/")
 	}
-	rest, ok := strings.CutPrefix(key, DBDir)
-	if !ok {
-		return "", false
-	}
-	ipText, name, _ := strings.Cut(rest, "/")
-	ip, err := netip.ParseAddr(ipText)
-	if err != nil || ip != client || strings.Contains(name, "/") {
-		return "", false
-	}
-	return name, true
+	keyClient, name, ok := ParseKey(key)
+	return name, ok && keyClient == client
 }
 
 // ruleNumber parses a rule entry name: decimal digits, at least as wide as

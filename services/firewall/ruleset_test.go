@@ -265,3 +265,34 @@ func TestRuleSetValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestParseKey(t *testing.T) {
+	type result struct {
+		Client netip.Addr
+		Name   string
+		OK     bool
+	}
+	tests := []struct {
+		key  string
+		want result
+	}{
+		{"/qubes-firewall/10.137.0.5", result{client4, "", true}},
+		{"/qubes-firewall/10.137.0.5/", result{client4, "", true}},
+		{"/qubes-firewall/10.137.0.5/0003", result{client4, "0003", true}},
+		{"/qubes-firewall/10.137.0.5/policy", result{client4, "policy", true}},
+		{"/qubes-firewall/fd09:24ef:4179::a89:5/0000", result{client6, "0000", true}},
+		{"/qubes-firewall/10.137.0.5/0003/x", result{}},
+		{"/qubes-firewall/fe80::1%eth0/0000", result{}},
+		{"/qubes-firewall/10.137.0/0000", result{}},
+		{"/qubes-firewall/", result{}},
+		{"/qubes-firewall", result{}},
+		{"/qubes-ip", result{}},
+		{"qubes-firewall/10.137.0.5/0000", result{}},
+	}
+	for _, tt := range tests {
+		c, name, ok := ParseKey(tt.key)
+		if diff := cmp.Diff(tt.want, result{c, name, ok}, cmpAddrs); diff != "" {
+			t.Errorf("ParseKey(%q) mismatch (-want +got):\n%s", tt.key, diff)
+		}
+	}
+}
