@@ -30,7 +30,9 @@
 //     the Linux agent rejects them as unsupported, so they are unknown keys
 //     here too. So is the legacy dpi= that qubes-mirage-firewall tolerates.
 //   - dstports requires proto=tcp or proto=udp and icmptype requires
-//     proto=icmp, as dom0 enforces. A single port "N" is accepted as "N-N".
+//     proto=icmp, as dom0 enforces (the Linux agent would apply a bare
+//     dstports to both TCP and UDP, but dom0 never writes one). A single port
+//     "N" is accepted as "N-N".
 //   - dst4 for an IPv6 client and dst6 for an IPv4 client are errors (the
 //     Linux agent refuses them the same way). proto=icmp means ICMPv6 for an
 //     IPv6 client, as in the Linux agent.

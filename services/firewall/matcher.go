@@ -75,7 +75,7 @@ type compiledRule struct {
 
 // clientRules is everything Match needs about one client.
 type clientRules struct {
-	set      *RuleSet
+	client   netip.Addr
 	rules    []compiledRule
 	policy   Action
 	ipv4     bool
@@ -156,7 +156,7 @@ func (m *Matcher) Problems() []error {
 	for _, c := range m.v6 {
 		all = append(all, c)
 	}
-	slices.SortFunc(all, func(a, b *clientRules) int { return a.set.Client.Compare(b.set.Client) })
+	slices.SortFunc(all, func(a, b *clientRules) int { return a.client.Compare(b.client) })
 	var out []error
 	for _, c := range all {
 		out = append(out, c.problems...)
@@ -282,7 +282,7 @@ func compileClient(client netip.Addr, set *RuleSet, lookup lookupFunc) (*clientR
 	if set.Client != client {
 		return nil, fmt.Errorf("firewall: rule set for %s is filed under client %s; keeping the previous rules", addrText(set.Client), addrText(client))
 	}
-	c := &clientRules{set: set, policy: set.Policy, ipv4: client.Is4()}
+	c := &clientRules{client: client, policy: set.Policy, ipv4: client.Is4()}
 	for _, nr := range set.Rules {
 		dsts, err := destinations(nr.Rule, !c.ipv4, lookup)
 		if err != nil {

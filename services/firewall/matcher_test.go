@@ -400,3 +400,22 @@ func TestMatchDoesNotAllocate(t *testing.T) {
 		t.Errorf("Match allocates %v times per call", allocs)
 	}
 }
+
+// TestMatcherIgnoresLaterEdits checks that a Matcher does not share state
+// with the rule sets it was compiled from: editing them afterwards changes no
+// decision.
+func TestMatcherIgnoresLaterEdits(t *testing.T) {
+	set := mustRuleSet(t, client4, "drop", "action=accept proto=tcp dstports=443-443")
+	m, err := Compile(context.Background(), map[netip.Addr]*RuleSet{client4: set}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Policy = Accept
+	set.Rules[0].Action = Drop
+	set.Rules[0].DstPorts.Last = 1000
+	dst := netip.MustParseAddr("192.0.2.1")
+	got := []Action{m.Match(client4, dst, 6, 443, 0), m.Match(client4, dst, 6, 444, 0)}
+	if diff := cmp.Diff([]Action{Accept, Drop}, got); diff != "" {
+		t.Errorf("decisions after editing the source set (-want +got):\n%s", diff)
+	}
+}
