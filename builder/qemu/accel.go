@@ -20,13 +20,15 @@ import (
 // but hang ordinary guests), so unikbuild boots a tiny PVH guest with
 // -accel kvm and uses KVM only if it reports probeStatus in time.
 const (
-	kvmDevice    = "/dev/kvm"
 	probeStatus  = 7
 	probeTimeout = 5 * time.Second
 	probeLoad    = 0x100000 // 1 MiB, above QEMU's option ROM data
 	// cacheFile lives under os.UserCacheDir()/unikgo.
 	cacheFile = "accel.json"
 )
+
+// kvmDevice is the KVM device node (a variable for tests).
+var kvmDevice = "/dev/kvm"
 
 // probeCode writes probeStatus to the debug-exit port and halts. Each
 // instruction encodes the same in 32- and 64-bit mode.
