@@ -28,8 +28,9 @@ type Conn struct {
 	peerAsks          statusByte // where the peer asks us; cleared when we notify
 
 	readMu, writeMu sync.Mutex   // one reader, one writer
+	connectMu       sync.Mutex   // one WaitConnected
 	life            sync.RWMutex // held shared while shared memory is touched; Close takes it exclusively to unmap
-	wake            waker
+	wake            [sleepers]chan struct{}
 	closing         chan struct{}
 	closeOnce       sync.Once
 	closeErr        error
@@ -42,30 +43,28 @@ type Conn struct {
 	withdrawErr     error
 }
 
-// waker fans one event-channel notification out to every goroutine of this
-// Conn that sleeps: whoever receives the event closes the current generation
-// channel. A sleeper arms (takes the channel) before its final re-check of
-// the ring, so no wake-up between the check and the sleep is lost.
-type waker struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
+// sleeper names one of the goroutines that may wait in a Conn at the same
+// time: each kind is serialized by its own mutex.
+type sleeper int
 
-func (w *waker) arm() <-chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ch == nil {
-		w.ch = make(chan struct{})
-	}
-	return w.ch
-}
+const (
+	reader    sleeper = iota // Read, Recv
+	writer                   // Write, Send
+	connector                // WaitConnected
+	sleepers
+)
 
-func (w *waker) broadcast() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ch != nil {
-		close(w.ch)
-		w.ch = nil
+// broadcast passes an event-channel notification on to every sleeper: only
+// one goroutine receives it from the channel, but a notification can
+// concern both directions. Each sleeper has a one-slot wake channel, so a
+// wake-up sent while it is still re-checking the ring is kept, not lost;
+// at worst a sleeper wakes once for nothing.
+func (c *Conn) broadcast() {
+	for _, w := range c.wake {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -74,6 +73,9 @@ func (w *waker) broadcast() {
 // caller has validated.
 func newConn(hdr *sharedHeader, server bool, left, right ringData, ev EventChannel, release func() error) *Conn {
 	c := &Conn{hdr: hdr, server: server, ev: ev, release: release, closing: make(chan struct{})}
+	for i := range c.wake {
+		c.wake[i] = make(chan struct{}, 1)
+	}
 	leftIn := consumer{idx: &hdr.left, data: left, cons: hdr.left.cons.Load(), name: "left"}
 	rightIn := consumer{idx: &hdr.right, data: right, cons: hdr.right.cons.Load(), name: "right"}
 	leftOut := producer{idx: &hdr.left, data: left, prod: hdr.left.prod.Load(), name: "left"}
@@ -153,15 +155,16 @@ func (c *Conn) notifyPeer(bit uint8) error {
 	return nil
 }
 
-// sleep waits for an event, a wake-up of generation gen, Close, or done.
-func (c *Conn) sleep(gen <-chan struct{}, done <-chan struct{}) error {
+// sleep waits for an event, a wake-up passed on by another sleeper, Close,
+// or done.
+func (c *Conn) sleep(who sleeper, done <-chan struct{}) error {
 	select {
 	case _, ok := <-c.ev.Events():
 		if !ok {
 			c.peerGone.Store(true)
 		}
-		c.wake.broadcast()
-	case <-gen:
+		c.broadcast()
+	case <-c.wake[who]:
 	case <-c.closing:
 		return ErrClosed
 	case <-done:
@@ -250,12 +253,11 @@ func (c *Conn) readAtLeast(p []byte, atLeast uint32) (int, error) {
 		}
 		// Ask to be told about writes, then look once more: a write that
 		// landed before our request was seen would otherwise never wake us.
-		gen := c.wake.arm()
 		c.hdr.or(c.askPeer, NotifyWrite)
 		if n, err := c.tryRead(p, atLeast); n > 0 || err != nil {
 			return n, err
 		}
-		if err := c.sleep(gen, nil); err != nil {
+		if err := c.sleep(reader, nil); err != nil {
 			return 0, err
 		}
 	}
@@ -277,7 +279,6 @@ func (c *Conn) writeAtLeast(p []byte, atLeast uint32) (int, error) {
 		if n > 0 {
 			continue
 		}
-		gen := c.wake.arm()
 		c.hdr.or(c.askPeer, NotifyRead)
 		n, err = c.tryWrite(p[done:], min(atLeast, uint32(len(p)-done)))
 		done += n
@@ -287,7 +288,7 @@ func (c *Conn) writeAtLeast(p []byte, atLeast uint32) (int, error) {
 		if n > 0 {
 			continue
 		}
-		if err := c.sleep(gen, nil); err != nil {
+		if err := c.sleep(writer, nil); err != nil {
 			return done, err
 		}
 	}
@@ -371,6 +372,8 @@ func (c *Conn) BufferSpace() (int, error) {
 // libvchan does, so nobody else tries the same page. On a client it returns
 // at once.
 func (c *Conn) WaitConnected(ctx context.Context) error {
+	c.connectMu.Lock()
+	defer c.connectMu.Unlock()
 	c.life.RLock()
 	defer c.life.RUnlock()
 	for {
@@ -380,7 +383,6 @@ func (c *Conn) WaitConnected(ctx context.Context) error {
 		if c.peerGone.Load() {
 			return ErrPeerGone
 		}
-		gen := c.wake.arm()
 		live, err := c.peerState()
 		if err != nil {
 			return err
@@ -393,7 +395,7 @@ func (c *Conn) WaitConnected(ctx context.Context) error {
 		}
 		// The client notifies after setting cli_live, so no request bit is
 		// needed: the event latch holds that notification for us.
-		if err := c.sleep(gen, ctx.Done()); err != nil {
+		if err := c.sleep(connector, ctx.Done()); err != nil {
 			return err
 		}
 		if err := ctx.Err(); err != nil {
