@@ -38,14 +38,18 @@ func roundTripCases() []flowCase {
 			}
 		case packet.ProtoUDP:
 			c.out = func() []byte { return pt.Frame(client, remote, proto, pt.UDP(client, remote, cport, rport, payload)) }
-			c.in = func(port uint16) []byte { return pt.Frame(remote, pub, proto, pt.UDP(remote, pub, rport, port, payload)) }
+			c.in = func(port uint16) []byte {
+				return pt.Frame(remote, pub, proto, pt.UDP(remote, pub, rport, port, payload))
+			}
 		default:
 			req, rep := packet.ICMPv4EchoRequest, packet.ICMPv4EchoReply
 			if proto == packet.ProtoICMPv6 {
 				req, rep = packet.ICMPv6EchoRequest, packet.ICMPv6EchoReply
 			}
 			c.out = func() []byte { return pt.Frame(client, remote, proto, pt.Echo(client, remote, req, cport, 7, payload)) }
-			c.in = func(port uint16) []byte { return pt.Frame(remote, pub, proto, pt.Echo(remote, pub, rep, port, 7, payload)) }
+			c.in = func(port uint16) []byte {
+				return pt.Frame(remote, pub, proto, pt.Echo(remote, pub, rep, port, 7, payload))
+			}
 		}
 		return c
 	}
@@ -176,7 +180,7 @@ func TestICMPErrorInbound(t *testing.T) {
 			if err := packet.Parse(frame, &p); err != nil {
 				t.Fatal(err)
 			}
-			if got := p.Tuple.Dst.NetIP(); got != orig4or6(tc.out, orig) {
+			if got := p.Tuple.Dst.NetIP(); got != origSrc(orig) {
 				t.Errorf("outer destination %v, want the client", got)
 			}
 			// The quote must be exactly what the client sent.
@@ -191,8 +195,8 @@ func TestICMPErrorInbound(t *testing.T) {
 	}
 }
 
-// orig4or6 returns the source address of the original client IP packet.
-func orig4or6(frame, ip []byte) netip.Addr {
+// origSrc returns the source address of the original client IP packet.
+func origSrc(ip []byte) netip.Addr {
 	if ip[0]>>4 == 4 {
 		return netip.AddrFrom4([4]byte(ip[12:]))
 	}
