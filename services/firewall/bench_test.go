@@ -48,7 +48,7 @@ func benchMatcher(tb testing.TB, clients, rules int) (*Matcher, []netip.Addr) {
 	}
 	c6 := netip.MustParseAddr("fd09::1")
 	sets[c6] = mustRuleSet(tb, c6, "drop", "action=accept proto=tcp dstports=443-443")
-	m, err := Compile(context.Background(), sets, nil)
+	m, err := Compile(context.Background(), sets, Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}

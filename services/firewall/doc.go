@@ -38,10 +38,12 @@
 //     IPv6 client, as in the Linux agent.
 //   - A prefix with host bits set (dst4=10.1.2.3/8) is accepted and masked,
 //     as iptables does. A bare address means a single host (/32 or /128).
-//   - specialtarget=dns restricts the rule to the Qubes virtual DNS servers
-//     (10.139.1.1 and 10.139.1.2; Qubes defines no IPv6 ones, so such a rule
-//     matches nothing for an IPv6 client) on port 53, TCP or UDP. A dst4/dst6
-//     or dsthost in the same rule narrows it further. As in the Linux agent, a
+//   - specialtarget=dns restricts the rule to the DNS servers the firewall VM
+//     is given (Options.DNS; by default the Qubes virtual servers 10.139.1.1
+//     and 10.139.1.2) of the client's family, on port 53, TCP or UDP. With no
+//     server of that family (released Qubes has no IPv6 virtual DNS) the rule
+//     matches nothing. A dst4/dst6 or dsthost in the same rule narrows it
+//     further. As in the Linux agent, a
 //     specialtarget=dns rule whose dstports is anything but 53 matches
 //     nothing. specialtarget=dns with proto=icmp is an error (the nftables
 //     agent fails to apply it and blocks the client).

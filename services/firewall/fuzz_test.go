@@ -89,7 +89,7 @@ func FuzzParseRuleSet(f *testing.F) {
 			return
 		}
 		resolver := &fakeResolver{answers: map[string][]netip.Addr{"a.example": addrs("192.0.2.1", "2001:db8::1")}}
-		m, err := Compile(context.Background(), map[netip.Addr]*RuleSet{client: set}, resolver)
+		m, err := Compile(context.Background(), map[netip.Addr]*RuleSet{client: set}, Options{Resolver: resolver})
 		if err != nil {
 			t.Fatalf("accepted rule set does not compile: %v", err)
 		}

@@ -13,10 +13,29 @@ import (
 
 // qubesDNS are the virtual DNS server addresses dom0 gives every networked VM
 // (qubes-core-admin's NetVMMixin.dns); the NetVM redirects TCP and UDP port
-// 53 sent to them to the real resolvers. Qubes defines no IPv6 equivalents.
+// 53 sent to them to the real resolvers. Released Qubes versions define no
+// IPv6 equivalents; Qubes 4.3 work (qubes-issues#10038) adds
+// fd09:24ef:4179::a8b:101 and ::a8b:102, which a caller that is given them
+// passes in Options.DNS.
 var qubesDNS = [...]netip.Addr{
 	netip.AddrFrom4([4]byte{10, 139, 1, 1}),
 	netip.AddrFrom4([4]byte{10, 139, 1, 2}),
+}
+
+// DefaultDNS returns the Qubes virtual DNS servers that specialtarget=dns
+// means when Options.DNS is empty: 10.139.1.1 and 10.139.1.2.
+func DefaultDNS() []netip.Addr { return slices.Clone(qubesDNS[:]) }
+
+// Options are the inputs of a compilation besides the rule sets. A Matcher
+// keeps them for later updates (With).
+type Options struct {
+	// Resolver resolves dsthost names; nil means names never resolve (their
+	// rules match nothing and are reported by Problems).
+	Resolver Resolver
+	// DNS are the addresses specialtarget=dns stands for, the DNS servers the
+	// firewall VM itself is given (the Linux agent reads them from its
+	// resolv.conf); empty means DefaultDNS.
+	DNS []netip.Addr
 }
 
 // allPorts is the port condition of a rule without dstports.
@@ -85,20 +104,31 @@ type clientRules struct {
 // Matcher is an immutable, compiled form of every client's rule set. It is
 // safe for concurrent use; a nil *Matcher drops everything.
 type Matcher struct {
-	v4 map[uint32]*clientRules
-	v6 map[[16]byte]*clientRules
+	v4   map[uint32]*clientRules
+	v6   map[[16]byte]*clientRules
+	opts Options
 }
 
 // Compile builds a Matcher from the rule sets of all clients, keyed by client
 // address. Every set is validated first (see RuleSet.Validate); an invalid
 // set fails the whole compilation, so that the caller keeps its previous
-// Matcher. dsthost names are resolved through r (nil: names never resolve);
-// failures are not errors but are reported by Problems.
-func Compile(ctx context.Context, sets map[netip.Addr]*RuleSet, r Resolver) (*Matcher, error) {
-	m := &Matcher{v4: make(map[uint32]*clientRules), v6: make(map[[16]byte]*clientRules)}
-	lookup := newLookup(ctx, r)
+// Matcher. dsthost names are resolved through opts.Resolver, each distinct
+// name once per family; failures are not errors but are reported by
+// Problems.
+func Compile(ctx context.Context, sets map[netip.Addr]*RuleSet, opts Options) (*Matcher, error) {
+	for _, a := range opts.DNS {
+		if !a.IsValid() || a.Zone() != "" {
+			return nil, fmt.Errorf("firewall: DNS server %s in Options is not a plain IP address; fix the caller's configuration", addrText(a))
+		}
+	}
+	m := &Matcher{
+		v4:   make(map[uint32]*clientRules),
+		v6:   make(map[[16]byte]*clientRules),
+		opts: Options{Resolver: opts.Resolver, DNS: slices.Clone(opts.DNS)},
+	}
+	comp := m.compiler(ctx)
 	for _, client := range slices.SortedFunc(maps.Keys(sets), netip.Addr.Compare) {
-		c, err := compileClient(client, sets[client], lookup)
+		c, err := comp.client(client, sets[client])
 		if err != nil {
 			return nil, err
 		}
@@ -108,13 +138,14 @@ func Compile(ctx context.Context, sets map[netip.Addr]*RuleSet, r Resolver) (*Ma
 }
 
 // With returns a new Matcher with set replacing (or adding) the rule set of
-// set.Client; the receiver is unchanged and other clients' compiled rules are
-// shared. On error the receiver should stay in use.
-func (m *Matcher) With(ctx context.Context, set *RuleSet, r Resolver) (*Matcher, error) {
+// set.Client, compiled with the receiver's Options; the receiver is unchanged
+// and other clients' compiled rules are shared. On error the receiver should
+// stay in use.
+func (m *Matcher) With(ctx context.Context, set *RuleSet) (*Matcher, error) {
 	if set == nil {
 		return nil, errors.New("firewall: With called with a nil rule set")
 	}
-	c, err := compileClient(set.Client, set, newLookup(ctx, r))
+	c, err := m.compiler(ctx).client(set.Client, set)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +259,7 @@ func (m *Matcher) clone() *Matcher {
 	if m == nil {
 		return &Matcher{v4: make(map[uint32]*clientRules), v6: make(map[[16]byte]*clientRules)}
 	}
-	return &Matcher{v4: maps.Clone(m.v4), v6: maps.Clone(m.v6)}
+	return &Matcher{v4: maps.Clone(m.v4), v6: maps.Clone(m.v6), opts: m.opts}
 }
 
 func v4Key(a netip.Addr) uint32 {
@@ -274,8 +305,27 @@ func newLookup(ctx context.Context, r Resolver) lookupFunc {
 	}
 }
 
-// compileClient validates one client's rule set and compiles it.
-func compileClient(client netip.Addr, set *RuleSet, lookup lookupFunc) (*clientRules, error) {
+// compiler holds what one compilation needs besides the rule sets.
+type compiler struct {
+	lookup lookupFunc
+	dns    []netip.Addr
+}
+
+// compiler returns the compiler for m's Options (defaults for a nil m).
+func (m *Matcher) compiler(ctx context.Context) compiler {
+	var opts Options
+	if m != nil {
+		opts = m.opts
+	}
+	dns := opts.DNS
+	if len(dns) == 0 {
+		dns = qubesDNS[:]
+	}
+	return compiler{lookup: newLookup(ctx, opts.Resolver), dns: dns}
+}
+
+// client validates one client's rule set and compiles it.
+func (comp compiler) client(client netip.Addr, set *RuleSet) (*clientRules, error) {
 	if err := set.Validate(); err != nil {
 		return nil, fmt.Errorf("firewall: cannot compile rules of client %s: %w; keeping the previous rules", addrText(client), err)
 	}
@@ -284,7 +334,7 @@ func compileClient(client netip.Addr, set *RuleSet, lookup lookupFunc) (*clientR
 	}
 	c := &clientRules{client: client, policy: set.Policy, ipv4: client.Is4()}
 	for _, nr := range set.Rules {
-		dsts, err := destinations(nr.Rule, !c.ipv4, lookup)
+		dsts, err := comp.destinations(nr.Rule, !c.ipv4)
 		if err != nil {
 			c.problems = append(c.problems, &ResolveError{Client: client, Rule: nr.Number, Host: nr.DstHost, Err: err})
 		}
@@ -296,13 +346,13 @@ func compileClient(client netip.Addr, set *RuleSet, lookup lookupFunc) (*clientR
 // destinations returns the destination networks of r for a client of the
 // given family: the zero Prefix alone for "any destination", an empty list
 // when the rule can match no destination.
-func destinations(r Rule, ipv6 bool, lookup lookupFunc) ([]netip.Prefix, error) {
+func (comp compiler) destinations(r Rule, ipv6 bool) ([]netip.Prefix, error) {
 	var dsts []netip.Prefix
 	switch {
 	case r.Dst.IsValid():
 		dsts = []netip.Prefix{r.Dst}
 	case r.DstHost != "":
-		addrs, err := hostAddrs(r.DstHost, ipv6, lookup)
+		addrs, err := hostAddrs(r.DstHost, ipv6, comp.lookup)
 		if err != nil {
 			return nil, err
 		}
@@ -318,8 +368,8 @@ func destinations(r Rule, ipv6 bool, lookup lookupFunc) ([]netip.Prefix, error) 
 	// specialtarget=dns: the DNS servers that also satisfy the rule's own
 	// destination, if it has one.
 	var dns []netip.Prefix
-	for _, server := range qubesDNS {
-		if server.Is6() != ipv6 {
+	for _, server := range comp.dns {
+		if server.Is4() == ipv6 {
 			continue
 		}
 		if slices.ContainsFunc(dsts, func(p netip.Prefix) bool { return !p.IsValid() || p.Contains(server) }) {

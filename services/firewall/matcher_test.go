@@ -115,7 +115,7 @@ func TestMatch(t *testing.T) {
 			"action=accept specialtarget=dns",                             // 0003: no IPv6 DNS
 		),
 	}
-	m, err := Compile(context.Background(), sets, resolver)
+	m, err := Compile(context.Background(), sets, Options{Resolver: resolver})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestCompileSharesLookups(t *testing.T) {
 		c := netip.AddrFrom4([4]byte{10, 137, 0, byte(i + 1)})
 		sets[c] = mustRuleSet(t, c, "drop", "action=accept dsthost=a.example")
 	}
-	m, err := Compile(context.Background(), sets, resolver)
+	m, err := Compile(context.Background(), sets, Options{Resolver: resolver})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestCompileSharesLookups(t *testing.T) {
 
 func TestCompileNilResolver(t *testing.T) {
 	set := mustRuleSet(t, client4, "accept", "action=drop dsthost=blocked.example", "action=drop dsthost=192.0.2.9")
-	m, err := Compile(context.Background(), map[netip.Addr]*RuleSet{client4: set}, nil)
+	m, err := Compile(context.Background(), map[netip.Addr]*RuleSet{client4: set}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,26 +250,42 @@ func TestCompileErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		sets map[netip.Addr]*RuleSet
+		opts Options
 		want string
 	}{
 		{
 			"nil set",
 			map[netip.Addr]*RuleSet{client4: nil},
+			Options{},
 			"firewall: cannot compile rules of client 10.137.0.5: nil rule set; keeping the previous rules",
 		},
 		{
 			"filed under another client",
 			map[netip.Addr]*RuleSet{netip.MustParseAddr("10.137.0.6"): good},
+			Options{},
 			"firewall: rule set for 10.137.0.5 is filed under client 10.137.0.6; keeping the previous rules",
 		},
 		{
 			"invalid rule built in code",
 			map[netip.Addr]*RuleSet{client4: {Client: client4, Rules: []NumberedRule{{Number: 4, Rule: Rule{Proto: ProtoUDP, ICMPType: new(uint8(1))}}}}},
+			Options{},
 			`firewall: cannot compile rules of client 10.137.0.5: rule set for 10.137.0.5: rule 4 "action=drop proto=udp icmptype=1": icmptype needs proto=icmp; keeping the previous rules`,
+		},
+		{
+			"zoned DNS server",
+			map[netip.Addr]*RuleSet{client4: good},
+			Options{DNS: addrs("10.139.1.1", "fe80::1%eth0")},
+			`firewall: DNS server "fe80::1%eth0" in Options is not a plain IP address; fix the caller's configuration`,
+		},
+		{
+			"invalid DNS server",
+			map[netip.Addr]*RuleSet{client4: good},
+			Options{DNS: []netip.Addr{{}}},
+			"firewall: DNS server invalid IP in Options is not a plain IP address; fix the caller's configuration",
 		},
 	}
 	for _, tt := range tests {
-		m, err := Compile(context.Background(), tt.sets, nil)
+		m, err := Compile(context.Background(), tt.sets, tt.opts)
 		if err == nil {
 			t.Errorf("%s: Compile succeeded, want %q", tt.name, tt.want)
 			continue
@@ -286,15 +302,15 @@ func TestCompileErrors(t *testing.T) {
 func TestWithWithout(t *testing.T) {
 	ctx := context.Background()
 	dst := netip.MustParseAddr("192.0.2.1")
-	m1, err := Compile(ctx, map[netip.Addr]*RuleSet{client4: mustRuleSet(t, client4, "accept")}, nil)
+	m1, err := Compile(ctx, map[netip.Addr]*RuleSet{client4: mustRuleSet(t, client4, "accept")}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m2, err := m1.With(ctx, mustRuleSet(t, client4, "drop"), nil)
+	m2, err := m1.With(ctx, mustRuleSet(t, client4, "drop"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m3, err := m2.With(ctx, mustRuleSet(t, client6, "accept"), nil)
+	m3, err := m2.With(ctx, mustRuleSet(t, client6, "accept"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,10 +328,10 @@ func TestWithWithout(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("matchers after updates (-want +got):\n%s", diff)
 	}
-	if _, err := m1.With(ctx, nil, nil); err == nil {
+	if _, err := m1.With(ctx, nil); err == nil {
 		t.Error("With(nil) succeeded")
 	}
-	if _, err := m1.With(ctx, &RuleSet{Client: client4, Policy: 9}, nil); err == nil {
+	if _, err := m1.With(ctx, &RuleSet{Client: client4, Policy: 9}); err == nil {
 		t.Error("With(invalid set) succeeded")
 	}
 	if got := m1.Match(client4, dst, 6, 1, 0); got != Accept {
@@ -332,7 +348,7 @@ func TestNilMatcherAndActive(t *testing.T) {
 	if m.Len() != 0 || m.Problems() != nil {
 		t.Errorf("nil Matcher: Len = %d, Problems = %v", m.Len(), m.Problems())
 	}
-	n, err := m.With(context.Background(), mustRuleSet(t, client4, "accept"), nil)
+	n, err := m.With(context.Background(), mustRuleSet(t, client4, "accept"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,8 +370,8 @@ func TestNilMatcherAndActive(t *testing.T) {
 // matcher while a writer swaps them (meaningful under -race as well).
 func TestActiveConcurrentSwap(t *testing.T) {
 	ctx := context.Background()
-	accept, _ := Compile(ctx, map[netip.Addr]*RuleSet{client4: mustRuleSet(t, client4, "accept")}, nil)
-	drop, _ := accept.With(ctx, mustRuleSet(t, client4, "drop"), nil)
+	accept, _ := Compile(ctx, map[netip.Addr]*RuleSet{client4: mustRuleSet(t, client4, "accept")}, Options{})
+	drop, _ := accept.With(ctx, mustRuleSet(t, client4, "drop"))
 	var active Active
 	active.Store(accept)
 	dst := netip.MustParseAddr("192.0.2.1")
@@ -406,7 +422,7 @@ func TestMatchDoesNotAllocate(t *testing.T) {
 // decision.
 func TestMatcherIgnoresLaterEdits(t *testing.T) {
 	set := mustRuleSet(t, client4, "drop", "action=accept proto=tcp dstports=443-443")
-	m, err := Compile(context.Background(), map[netip.Addr]*RuleSet{client4: set}, nil)
+	m, err := Compile(context.Background(), map[netip.Addr]*RuleSet{client4: set}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,5 +433,43 @@ func TestMatcherIgnoresLaterEdits(t *testing.T) {
 	got := []Action{m.Match(client4, dst, 6, 443, 0), m.Match(client4, dst, 6, 444, 0)}
 	if diff := cmp.Diff([]Action{Accept, Drop}, got); diff != "" {
 		t.Errorf("decisions after editing the source set (-want +got):\n%s", diff)
+	}
+}
+
+// TestOptionsDNS checks that specialtarget=dns follows Options.DNS (here with
+// the IPv6 virtual DNS addresses of Qubes 4.3) and that With keeps the
+// Options of the Matcher it extends, resolver included.
+func TestOptionsDNS(t *testing.T) {
+	ctx := context.Background()
+	resolver := &fakeResolver{answers: map[string][]netip.Addr{"a.example": addrs("192.0.2.1", "2001:db8::1")}}
+	opts := Options{Resolver: resolver, DNS: addrs("10.139.1.1", "fd09:24ef:4179::a8b:101", "fd09:24ef:4179::a8b:102")}
+	m, err := Compile(ctx, map[netip.Addr]*RuleSet{client4: mustRuleSet(t, client4, "drop", "action=accept specialtarget=dns")}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.DNS[0] = netip.MustParseAddr("192.0.2.53") // the Matcher keeps its own copy
+	m, err = m.With(ctx, mustRuleSet(t, client6, "drop", "action=accept specialtarget=dns", "action=accept dsthost=a.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		src, dst string
+		want     verdict
+	}{
+		{"10.137.0.5", "10.139.1.1", verdict{Accept, 0}},
+		{"10.137.0.5", "10.139.1.2", verdict{Drop, RulePolicy}}, // not in Options.DNS
+		{"10.137.0.5", "192.0.2.53", verdict{Drop, RulePolicy}},
+		{"fd09:24ef:4179::a89:5", "fd09:24ef:4179::a8b:101", verdict{Accept, 0}},
+		{"fd09:24ef:4179::a89:5", "fd09:24ef:4179::a8b:102", verdict{Accept, 0}},
+		{"fd09:24ef:4179::a89:5", "2001:db8::1", verdict{Accept, 1}}, // resolved by the kept resolver
+	}
+	for _, tt := range tests {
+		a, rule := m.MatchRule(netip.MustParseAddr(tt.src), netip.MustParseAddr(tt.dst), ipProtoUDP, 53, 0)
+		if diff := cmp.Diff(tt.want, verdict{a, rule}); diff != "" {
+			t.Errorf("%s -> %s mismatch (-want +got):\n%s", tt.src, tt.dst, diff)
+		}
+	}
+	if diff := cmp.Diff(addrs("10.139.1.1", "10.139.1.2"), DefaultDNS(), cmpAddrs); diff != "" {
+		t.Errorf("DefaultDNS mismatch (-want +got):\n%s", diff)
 	}
 }
