@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/unikgo/unikgo/xenpv/vchan"
 	"github.com/unikgo/unikgo/xenpv/vchan/host"
@@ -42,7 +44,11 @@ func hostileClient(t *testing.T, hv *host.Hypervisor) ([]byte, vchan.EventChanne
 	return page, ev
 }
 
-func put32(page []byte, off int, v uint32) { binary.LittleEndian.PutUint32(page[off:], v) }
+// put32 stores a u32 into the shared page as a peer would. It is atomic
+// because the endpoint under test may be reading the field concurrently.
+func put32(page []byte, off int, v uint32) {
+	(*atomic.Uint32)(unsafe.Pointer(&page[off])).Store(v)
+}
 
 // TestHostileClient corrupts the shared page from the client side; the
 // server must answer with ErrProtocol, and keep answering it.
