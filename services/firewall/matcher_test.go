@@ -4,12 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 )
+
+// The standard library resolver can be passed as Options.Resolver as is.
+var _ Resolver = (*net.Resolver)(nil)
+
+// errHost is the name fakeResolver fails with errResolverDown.
+const errHost = "down.example"
+
+var errResolverDown = errors.New("resolver down")
 
 // fakeResolver answers from a fixed table and counts lookups per name and
 // network.
@@ -26,6 +35,9 @@ func (f *fakeResolver) LookupNetIP(_ context.Context, network, host string) ([]n
 		f.calls = make(map[string]int)
 	}
 	f.calls[network+" "+host]++
+	if host == errHost {
+		return nil, errResolverDown
+	}
 	addrs, ok := f.answers[host]
 	if !ok {
 		return nil, fmt.Errorf("lookup %s: no such host", host)
@@ -73,6 +85,7 @@ func TestMatch(t *testing.T) {
 		"v6only.example":  addrs("2001:db8::9"),
 		"mapped.example":  addrs("::ffff:203.0.113.9"),
 		"dns.example":     addrs("10.139.1.2"),
+		"empty.example":   {},
 	}}
 	a := netip.MustParseAddr("10.137.0.10")  // general IPv4 client
 	b := netip.MustParseAddr("10.137.0.11")  // accept policy, drop rules
@@ -113,6 +126,9 @@ func TestMatch(t *testing.T) {
 			"action=accept proto=icmp icmptype=128",                       // 0001
 			"action=accept dsthost=updates.example",                       // 0002
 			"action=accept specialtarget=dns",                             // 0003: no IPv6 DNS
+			"action=accept dsthost=192.0.2.9",                             // 0004: IPv4 literal
+			"action=accept dsthost=empty.example",                         // 0005: no answer
+			"action=accept dsthost=down.example",                          // 0006: resolver error
 		),
 	}
 	m, err := Compile(context.Background(), sets, Options{Resolver: resolver})
@@ -146,6 +162,7 @@ func TestMatch(t *testing.T) {
 		{"mapped source is not the client", packet{"::ffff:10.137.0.10", "::ffff:192.168.1.1", 6, 443, 0}, verdict{Drop, RuleNoClient}},
 		{"destination of other family", packet{"10.137.0.10", "2001:db8::7", 6, 443, 0}, verdict{Drop, RuleNoClient}},
 		{"invalid destination", packet{"10.137.0.10", "", 6, 443, 0}, verdict{Drop, RuleNoClient}},
+		{"invalid source", packet{"", "192.168.1.1", 6, 443, 0}, verdict{Drop, RuleNoClient}},
 		{"drop rule", packet{"10.137.0.11", "172.31.255.255", 6, 80, 0}, verdict{Drop, 0}},
 		{"drop any icmp", packet{"10.137.0.11", "1.1.1.1", 1, 0, 3}, verdict{Drop, 1}},
 		{"accept policy", packet{"10.137.0.11", "1.1.1.1", 6, 80, 0}, verdict{Accept, RulePolicy}},
@@ -172,7 +189,10 @@ func TestMatch(t *testing.T) {
 		if tt.p.dst != "" {
 			dst = netip.MustParseAddr(tt.p.dst)
 		}
-		src := netip.MustParseAddr(tt.p.src)
+		var src netip.Addr
+		if tt.p.src != "" {
+			src = netip.MustParseAddr(tt.p.src)
+		}
 		action, rule := m.MatchRule(src, dst, tt.p.proto, tt.p.port, tt.p.icmpType)
 		if diff := cmp.Diff(tt.want, verdict{action, rule}); diff != "" {
 			t.Errorf("%s: MatchRule%+v mismatch (-want +got):\n%s", tt.name, tt.p, diff)
@@ -185,6 +205,9 @@ func TestMatch(t *testing.T) {
 	wantProblems := []string{
 		`firewall rules for client 10.137.0.10: rule 0006 dsthost "unknown.example" did not resolve (lookup unknown.example: no such host); the rule matches nothing until the rules are applied again`,
 		`firewall rules for client 10.137.0.10: rule 0007 dsthost "v6only.example" did not resolve (no addresses of the client's family); the rule matches nothing until the rules are applied again`,
+		`firewall rules for client fd09::a89:5: rule 0004 dsthost "192.0.2.9" did not resolve (address literal of the other family); the rule matches nothing until the rules are applied again`,
+		`firewall rules for client fd09::a89:5: rule 0005 dsthost "empty.example" did not resolve (no addresses); the rule matches nothing until the rules are applied again`,
+		`firewall rules for client fd09::a89:5: rule 0006 dsthost "down.example" did not resolve (resolver down); the rule matches nothing until the rules are applied again`,
 	}
 	var gotProblems []string
 	for _, p := range m.Problems() {
@@ -193,10 +216,13 @@ func TestMatch(t *testing.T) {
 	if diff := cmp.Diff(wantProblems, gotProblems); diff != "" {
 		t.Errorf("Problems() mismatch (-want +got):\n%s", diff)
 	}
+	if problems := m.Problems(); len(problems) == 0 || !errors.Is(problems[len(problems)-1], errResolverDown) {
+		t.Errorf("the last problem does not wrap the resolver's error: %v", problems)
+	}
 	// Resolved once per name and family, and only names that need it.
 	wantCalls := map[string]int{
 		"ip4 updates.example": 1, "ip4 unknown.example": 1, "ip4 v6only.example": 1, "ip4 mapped.example": 1,
-		"ip4 dns.example": 1, "ip6 updates.example": 1,
+		"ip4 dns.example": 1, "ip6 updates.example": 1, "ip6 empty.example": 1, "ip6 down.example": 1,
 	}
 	if diff := cmp.Diff(wantCalls, resolver.calls); diff != "" {
 		t.Errorf("resolver calls mismatch (-want +got):\n%s", diff)

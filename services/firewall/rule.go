@@ -154,9 +154,6 @@ type PortRange struct {
 	First, Last uint16
 }
 
-// Contains reports whether port lies in the range.
-func (r PortRange) Contains(port uint16) bool { return r.First <= port && port <= r.Last }
-
 // String returns the range in dom0's "N-M" form.
 func (r PortRange) String() string {
 	return strconv.Itoa(int(r.First)) + "-" + strconv.Itoa(int(r.Last))

@@ -194,3 +194,19 @@ func TestRuleValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestEnumStrings(t *testing.T) {
+	got := []string{
+		Accept.String(), Drop.String(), Action(9).String(),
+		ProtoAny.String(), ProtoTCP.String(), ProtoUDP.String(), ProtoICMP.String(), Proto(9).String(),
+		TargetNone.String(), TargetDNS.String(), SpecialTarget(9).String(),
+	}
+	want := []string{
+		"accept", "drop", "action(9)",
+		"", "tcp", "udp", "icmp", "proto(9)",
+		"", "dns", "specialtarget(9)",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("String() mismatch (-want +got):\n%s", diff)
+	}
+}
