@@ -339,3 +339,9 @@ TEXT ·syscallEntryAddr(SB),NOSPLIT,$0-8
 TEXT ·fninit(SB),NOSPLIT,$0-0
 	BYTE	$0xdb; BYTE $0xe3 // FNINIT: x87 control word 0x37f
 	RET
+
+// func pclntabAddr() uintptr: the runtime's pcHeader (start of the pclntab).
+TEXT ·pclntabAddr(SB),NOSPLIT,$0-8
+	LEAQ	runtime·pclntab(SB), AX
+	MOVQ	AX, ret+0(FP)
+	RET

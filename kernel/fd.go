@@ -440,16 +440,16 @@ func sysClose(fd int64) uint64 {
 }
 
 const (
-	fGetFD         = 1
-	fSetFD         = 2
-	fGetFL         = 3
-	fSetFL         = 4
-	fDupFDCloexec  = 1030
-	oRDONLY        = 0
-	oWRONLY        = 1
-	oRDWR          = 2
-	oNONBLOCK      = 0x800
-	fdCloexecFlag  = 1
+	fGetFD        = 1
+	fSetFD        = 2
+	fGetFL        = 3
+	fSetFL        = 4
+	fDupFDCloexec = 1030
+	oRDONLY       = 0
+	oWRONLY       = 1
+	oRDWR         = 2
+	oNONBLOCK     = 0x800
+	fdCloexecFlag = 1
 )
 
 func sysFcntl(fd int64, cmd int, arg uint64) uint64 {

@@ -135,7 +135,7 @@ func setupPaging(ramTop uint64) bool {
 	for i := uint64(1); i < 512; i++ {
 		table(pt)[i] = i<<pageShift | ptePresent | pteWrite
 	}
-	table(uintptr(table(pdpt)[0]&^0xfff))[0] = uint64(pt) | ptePresent | pteWrite
+	table(uintptr(table(pdpt)[0] &^ 0xfff))[0] = uint64(pt) | ptePresent | pteWrite
 	writeCR3(pml4)
 	return true
 }

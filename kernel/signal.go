@@ -13,18 +13,18 @@ import "unsafe"
 const (
 	nsig = 64
 
-	sigHUP  = 1
-	sigILL  = 4
-	sigTRAP = 5
-	sigABRT = 6
-	sigBUS  = 7
-	sigFPE  = 8
-	sigKILL = 9
-	sigSEGV = 11
-	sigPIPE = 13
-	sigCHLD = 17
-	sigSTOP = 19
-	sigURG  = 23
+	sigHUP   = 1
+	sigILL   = 4
+	sigTRAP  = 5
+	sigABRT  = 6
+	sigBUS   = 7
+	sigFPE   = 8
+	sigKILL  = 9
+	sigSEGV  = 11
+	sigPIPE  = 13
+	sigCHLD  = 17
+	sigSTOP  = 19
+	sigURG   = 23
 	sigWINCH = 28
 
 	saSiginfo   = 0x4
@@ -59,22 +59,22 @@ const (
 	fxSize      = 512
 
 	// sigcontext offsets within uc_mcontext.
-	scR8     = 0
-	scRDI    = 64
-	scRSI    = 72
-	scRBP    = 80
-	scRBX    = 88
-	scRDX    = 96
-	scRAX    = 104
-	scRCX    = 112
-	scRSP    = 120
-	scRIP    = 128
-	scEFLAGS = 136
-	scCSGSFS = 144
-	scErr    = 152
-	scTrapno = 160
+	scR8      = 0
+	scRDI     = 64
+	scRSI     = 72
+	scRBP     = 80
+	scRBX     = 88
+	scRDX     = 96
+	scRAX     = 104
+	scRCX     = 112
+	scRSP     = 120
+	scRIP     = 128
+	scEFLAGS  = 136
+	scCSGSFS  = 144
+	scErr     = 152
+	scTrapno  = 160
 	scOldmask = 168
-	scCR2    = 176
+	scCR2     = 176
 	scFPState = 184
 )
 

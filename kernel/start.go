@@ -77,6 +77,10 @@ func kernelMain() {
 	c.idleFrm = top(s.idleBuf[:]) - trapFrameSize
 	c.idleTop = c.idleFrm - 64
 	c.setupTLS()
+	// Until the first thread runs, a trap saves into and restores from the
+	// idle CPU state.
+	c.fx = c.idleFX
+	c.ufs = c.kfs
 	c.loadTables(s)
 	c.setupSyscall()
 	calibrateTSC(xenBase)
@@ -100,6 +104,11 @@ func kernelMain() {
 	}
 	verbose = line.Option("verbose")
 	quiet = line.Option("quiet")
+	if line.Option("faulttest") {
+		// Exercises the kernel-fault report (registers, symbolized
+		// backtrace, exit status 125) in the boot tests.
+		faultTest()
+	}
 
 	i := newThread()
 	t := &threads[i]
@@ -147,3 +156,8 @@ func bootLine() {
 }
 
 func fninit()
+
+//go:noinline
+func faultTest() {
+	*(*int)(unsafe.Pointer(uintptr(8))) = 1
+}

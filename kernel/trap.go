@@ -1,7 +1,6 @@
 package kernel
 
 import (
-	"runtime"
 	"unsafe"
 )
 
@@ -177,6 +176,8 @@ func kernelFault(c *percpu, f *TrapFrame) {
 	powerOff(exitKernelFault)
 }
 
+// symbolize prints pc with its function and file:line, read from the
+// binary's pclntab without help from the runtime.
 func symbolize(pc uintptr, isReturn bool) {
 	kprint("  ")
 	kprintHex(uint64(pc))
@@ -184,16 +185,16 @@ func symbolize(pc uintptr, isReturn bool) {
 	if isReturn {
 		lookup--
 	}
-	start, end := textRange()
-	if lookup >= start && lookup < end {
-		if fn := runtime.FuncForPC(lookup); fn != nil {
+	if s, ok := loadSymtab(); ok {
+		if name, file, line, ok := s.lookup(lookup); ok {
 			kprint(" ")
-			kprint(fn.Name())
-			file, line := fn.FileLine(lookup)
-			kprint("\n      ")
-			kprint(file)
-			kprint(":")
-			kprintDec(uint64(line))
+			kprint(name)
+			if file != "" {
+				kprint("\n      ")
+				kprint(file)
+				kprint(":")
+				kprintDec(uint64(line))
+			}
 		}
 	}
 	kprint("\n")

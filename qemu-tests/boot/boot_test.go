@@ -1,0 +1,169 @@
+// Package boot_test boots unikgo images under QEMU (TCG) and checks that
+// ordinary Go programs behave as they do on Linux: output, exit status,
+// panics, stack overflow, out of memory, and the kernel's own reports.
+//
+// These tests need qemu-system-x86_64 (Debian package qemu-system-x86,
+// installed by scripts/setup); they fail, not skip, without it.
+package boot_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unikgo/unikgo/builder"
+	"github.com/unikgo/unikgo/builder/qemu"
+)
+
+var (
+	imgDir  string
+	imgMu   sync.Mutex
+	imgMemo = map[string]string{}
+)
+
+func TestMain(m *testing.M) {
+	d, err := os.MkdirTemp("", "unikgo-boot-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	imgDir = d
+	code := m.Run()
+	os.RemoveAll(d)
+	os.Exit(code)
+}
+
+// image builds the main package pkg (relative to the module root) once.
+func image(t *testing.T, pkg string) string {
+	t.Helper()
+	imgMu.Lock()
+	defer imgMu.Unlock()
+	if p, ok := imgMemo[pkg]; ok {
+		return p
+	}
+	out := filepath.Join(imgDir, strings.ReplaceAll(strings.Trim(pkg, "./"), "/", "_")+".img")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := builder.Build(ctx, builder.BuildOptions{Package: pkg, Dir: "../..", Output: out}); err != nil {
+		t.Fatalf("building %s: %v", pkg, err)
+	}
+	imgMemo[pkg] = out
+	return out
+}
+
+type result struct {
+	out    string
+	status int
+}
+
+// boot runs an image with the given command line and returns its console
+// output and exit status.
+func boot(t *testing.T, img, cmdline string, timeout time.Duration) result {
+	t.Helper()
+	if _, err := qemu.LookPath(qemu.Binary); err != nil {
+		t.Fatalf("%v (run scripts/setup)", err)
+	}
+	var out, errOut bytes.Buffer
+	ex, err := qemu.Run(context.Background(), qemu.Config{
+		Image: img, Cmdline: cmdline, Timeout: timeout,
+		Stdout: &out, Stderr: &errOut,
+	})
+	if err != nil {
+		t.Fatalf("booting %s: %v\nconsole:\n%s\nqemu:\n%s", img, err, out.String(), errOut.String())
+	}
+	if ex.PoweredOff {
+		t.Fatalf("%s powered off without an exit status\nconsole:\n%s", img, out.String())
+	}
+	return result{strings.ReplaceAll(out.String(), "\r\n", "\n"), ex.Status}
+}
+
+func expect(t *testing.T, r result, status int, want ...string) {
+	t.Helper()
+	if r.status != status {
+		t.Errorf("exit status %d, want %d", r.status, status)
+	}
+	for _, w := range want {
+		if !strings.Contains(r.out, w) {
+			t.Errorf("console lacks %q", w)
+		}
+	}
+	if t.Failed() {
+		t.Logf("console:\n%s", r.out)
+	}
+}
+
+func TestHello(t *testing.T) {
+	t.Parallel()
+	r := boot(t, image(t, "./examples/hello"), "hello a b", time.Minute)
+	expect(t, r, 0, "unikgo: 127 MiB, 1 vCPU, qemu, kernel ready in", "Hello from unikgo!\nargs: [a b]\n")
+}
+
+func TestExitStatus(t *testing.T) {
+	t.Parallel()
+	for _, code := range []int{3, 77} {
+		r := boot(t, image(t, "./examples/hello"), fmt.Sprintf("unikgo.quiet hello %d", code), time.Minute)
+		expect(t, r, code, "Hello from unikgo!")
+		if strings.Contains(r.out, "kernel ready") {
+			t.Errorf("unikgo.quiet still printed the boot line:\n%s", r.out)
+		}
+	}
+}
+
+func TestStress(t *testing.T) {
+	t.Parallel()
+	r := boot(t, image(t, "./qemu-tests/boot/testdata/stress"), "stress", 5*time.Minute)
+	expect(t, r, 0,
+		"stress: 10000 goroutines ok",
+		"stress: sleeps 1ms..1s never early ok",
+		"stress: contended mutex ok",
+		"stress: maps, sort, sha256, json, runtime.GC ok",
+		"stress: GC beside a busy goroutine ok",
+		"stress: ok in")
+}
+
+func TestNilDereferencePanics(t *testing.T) {
+	t.Parallel()
+	r := boot(t, image(t, "./qemu-tests/boot/testdata/nilderef"), "nilderef", time.Minute)
+	expect(t, r, 2,
+		"panic: runtime error: invalid memory address or nil pointer dereference\n",
+		"[signal SIGSEGV: segmentation violation code=0x1 addr=0x0",
+		"main.get(", "nilderef/main.go:10")
+}
+
+func TestUnboundedRecursion(t *testing.T) {
+	t.Parallel()
+	r := boot(t, image(t, "./qemu-tests/boot/testdata/recursion"), "recursion", 2*time.Minute)
+	expect(t, r, 2, "runtime: goroutine stack exceeds", "fatal error: stack overflow", "main.deep(")
+}
+
+func TestOutOfMemory(t *testing.T) {
+	t.Parallel()
+	r := boot(t, image(t, "./qemu-tests/boot/testdata/oom"), "oom", 3*time.Minute)
+	expect(t, r, 2, "oom: live MiB 49", "fatal error: runtime: out of memory")
+}
+
+func TestSyscalls(t *testing.T) {
+	t.Parallel()
+	r := boot(t, image(t, "./qemu-tests/boot/testdata/syscalls"), "syscalls", time.Minute)
+	expect(t, r, 0, "unikgo: unimplemented system call 163 (acct): returning ENOSYS\n", "syscalls: env GOMEMLIMIT = ", "syscalls: ok\n")
+	if n := strings.Count(r.out, "system call 163"); n != 1 {
+		t.Errorf("unimplemented call reported %d times, want once", n)
+	}
+}
+
+func TestKernelFaultReport(t *testing.T) {
+	t.Parallel()
+	r := boot(t, image(t, "./examples/hello"), "unikgo.faulttest hello", time.Minute)
+	expect(t, r, 125,
+		"unikgo: kernel fault: page fault (error 0x0000000000000002)",
+		"cr2=0x0000000000000008", "backtrace:", "github.com/unikgo/unikgo/kernel.faultTest", "kernel/start.go:")
+	if strings.Contains(r.out, "Hello from unikgo") {
+		t.Error("the program ran after a kernel fault")
+	}
+}
