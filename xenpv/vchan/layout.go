@@ -46,6 +46,12 @@ const (
 	MaxRingSize  = 1 << MaxRingOrder
 )
 
+// Xenstore keys a server publishes in its vchan directory (see Dir).
+const (
+	KeyRingRef      = "ring-ref"      // grant ref of the shared page, decimal
+	KeyEventChannel = "event-channel" // server's unbound event channel port, decimal
+)
+
 // Live is the value of cli_live or srv_live: whether that side is there.
 type Live uint8
 

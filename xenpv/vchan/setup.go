@@ -8,12 +8,6 @@ import (
 	"strconv"
 )
 
-// Xenstore keys a server publishes in its vchan directory.
-const (
-	KeyRingRef      = "ring-ref"      // grant ref of the shared page, decimal
-	KeyEventChannel = "event-channel" // server's unbound event channel port, decimal
-)
-
 // Dir returns the xenstore directory of a vchan: the server domain's home
 // (for example /local/domain/0) + /data/vchan/<client domid>/<port>.
 func Dir(serverHome string, client DomID, port int) string {
