@@ -17,11 +17,10 @@ import (
 // different goroutines; Close may be called from any goroutine and wakes
 // both.
 type Conn struct {
-	hdr    *sharedHeader
-	server bool
-	in     consumer
-	out    producer
-	ev     EventChannel
+	hdr *sharedHeader
+	in  consumer
+	out producer
+	ev  EventChannel
 
 	ownLive, peerLive statusByte // our live byte and the peer's
 	askPeer           statusByte // where we ask the peer to notify us
@@ -72,7 +71,7 @@ func (c *Conn) broadcast() {
 // the ring data areas; the indices start from the shared values, which the
 // caller has validated.
 func newConn(hdr *sharedHeader, server bool, left, right ringData, ev EventChannel, release func() error) *Conn {
-	c := &Conn{hdr: hdr, server: server, ev: ev, release: release, closing: make(chan struct{})}
+	c := &Conn{hdr: hdr, ev: ev, release: release, closing: make(chan struct{})}
 	for i := range c.wake {
 		c.wake[i] = make(chan struct{}, 1)
 	}

@@ -50,6 +50,9 @@ func Listen(p Platform, client DomID, port int, readMin, writeMin int) (c *Conn,
 	if port < 0 {
 		return nil, fmt.Errorf("vchan: listen on port %d: ports are not negative", port)
 	}
+	if client == p.Self {
+		return nil, fmt.Errorf("vchan: listen in domain %d for itself: loopback vchans are not supported", client)
+	}
 	orders, err := ChooseOrders(readMin, writeMin)
 	if err != nil {
 		return nil, err
