@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 
 	"github.com/spf13/pflag"
 
@@ -52,6 +53,22 @@ Run "unikbuild COMMAND --help" for a command's flags.
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	accel          *accelChoice
+}
+
+// accelChoice picks the QEMU accelerator once per unikbuild invocation and
+// announces it in one line.
+type accelChoice struct {
+	once   sync.Once
+	choice qemu.Choice
+}
+
+func (a *accelChoice) get(ctx context.Context, stderr io.Writer) qemu.Accel {
+	a.once.Do(func() {
+		a.choice = qemu.ChooseAccel(ctx, "", qemu.DefaultCacheDir())
+		fmt.Fprintf(stderr, "unikbuild: %s\n", a.choice)
+	})
+	return a.choice.Accel
 }
 
 // command is one subcommand.
@@ -70,13 +87,16 @@ var commands = []command{
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	code := Main(ctx, env{os.Stdin, os.Stdout, os.Stderr}, os.Args[1:])
+	code := Main(ctx, env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:])
 	stop()
 	os.Exit(code)
 }
 
 // Main runs unikbuild with args and returns its exit status.
 func Main(ctx context.Context, e env, args []string) int {
+	if e.accel == nil {
+		e.accel = new(accelChoice)
+	}
 	if len(args) == 0 {
 		fmt.Fprint(e.stderr, usage)
 		return exitUsage

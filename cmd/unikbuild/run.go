@@ -118,8 +118,7 @@ func runRun(ctx context.Context, e env, args []string) error {
 // boot runs image under QEMU with the accelerator that really works,
 // announcing the accelerator in one line.
 func boot(ctx context.Context, e env, rf runFlags, image, cmdline string, console io.Writer) (qemu.Exit, error) {
-	choice := qemu.ChooseAccel(ctx, "", qemu.DefaultCacheDir())
-	fmt.Fprintf(e.stderr, "unikbuild: %s\n", choice)
+	accel := e.accel.get(ctx, e.stderr)
 	out := &firstWrite{w: console}
 	step := progress.Start(e.stderr, "starting QEMU")
 	out.onFirst = step.Cancel
@@ -127,7 +126,7 @@ func boot(ctx context.Context, e env, rf runFlags, image, cmdline string, consol
 	return qemu.Run(ctx, qemu.Config{
 		Image: image, Cmdline: cmdline,
 		Memory: rf.mem, CPUs: rf.smp, Net: rf.net, Disks: rf.disks,
-		Accel: choice.Accel, Timeout: rf.timeout,
+		Accel: accel, Timeout: rf.timeout,
 		Stdin: e.stdin, Stdout: out, Stderr: e.stderr,
 	})
 }

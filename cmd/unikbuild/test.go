@@ -75,7 +75,6 @@ func runTest(ctx context.Context, e env, args []string) error {
 // testOne builds and runs one package's tests and prints its summary line.
 // It returns an error only for problems that stop the whole run.
 func testOne(ctx context.Context, e env, rf runFlags, pkg, out string, testArgs []string, verbose bool) (bool, error) {
-	start := time.Now()
 	img, err := builder.BuildTest(ctx, builder.TestOptions{Package: pkg, Output: out, Progress: e.stderr})
 	var ce *builder.CompileError
 	switch {
@@ -97,6 +96,7 @@ func testOne(ctx context.Context, e env, rf runFlags, pkg, out string, testArgs 
 	if !verbose {
 		w = &console
 	}
+	start := time.Now()
 	exit, err := boot(ctx, e, rf, img.Path, cmdline, w)
 	elapsed := time.Since(start).Seconds()
 	ok := err == nil && !exit.PoweredOff && exit.Status == 0
