@@ -280,6 +280,9 @@ func TestDrops(t *testing.T) {
 		}, Drop, ErrUnsupported, 1},
 		{"outbound malformed", false, nil, func(uint16) []byte { return udpOut(client4, remote4, 1, 2)[:30] }, Drop, packet.ErrTruncated, 1},
 		{"ipv6 without public ipv6", false, func(c *Config) { c.PublicIPv6 = netip.Addr{} }, func(uint16) []byte { return udpOut(client6, remote6, 1, 2) }, Drop, ErrNoPublicAddr, 1},
+		{"ipv6 source route", true, nil, func(p uint16) []byte {
+			return pt.Ether(packet.EtherTypeIPv6, pt.IPOpts(remote6, pub6, packet.ProtoRouting, pt.RoutingHeader(packet.ProtoUDP, 1), pt.UDP(remote6, pub6, 53, p, nil)))
+		}, Drop, ErrUnsupported, 1},
 		{"outbound rst without flow", false, nil, func(uint16) []byte { return tcpFrame(client4, remote4, 1, 2, packet.TCPFlagRST) }, Drop, ErrNoFlow, 1},
 		{"icmp error quoting unknown flow", true, nil, func(p uint16) []byte {
 			q := ipOf(udpOut(pub4, remote4, p+1, 53))

@@ -81,8 +81,8 @@ type flow struct {
 	list     uint8 // which eviction list holds the flow (listNone when free)
 	deadline int64 // idle deadline, nanoseconds since the table's epoch
 
-	prev, next      int32 // eviction list links (next doubles as free-list link)
-	outNext, inNext int32 // hash chain links: inside-key chain, outside-key chain
+	prev, next              int32 // eviction list links (next doubles as the free-list link)
+	insideNext, outsideNext int32 // next flow in the same inside-key / outside-key hash bucket
 }
 
 type lruList struct {
@@ -239,7 +239,7 @@ func (t *Table) lookupInside(k *packet.Tuple) int32 {
 		if f.key == *k {
 			return i
 		}
-		i = f.outNext
+		i = f.insideNext
 	}
 	return nilIdx
 }
@@ -250,7 +250,7 @@ func (t *Table) lookupOutside(proto uint8, remote *packet.Addr, rport, pport uin
 		if f.pubPort == pport && f.key.DstPort == rport && f.key.Proto == proto && f.key.Dst == *remote {
 			return i
 		}
-		i = f.inNext
+		i = f.outsideNext
 	}
 	return nilIdx
 }
@@ -278,31 +278,33 @@ func (t *Table) alloc() int32 {
 func (t *Table) insert(i int32) {
 	f := t.flow(i)
 	hi := t.hashInside(&f.key) & t.mask
-	f.outNext, t.inside[hi] = t.inside[hi], i
+	f.insideNext, t.inside[hi] = t.inside[hi], i
 	ho := t.hashOutside(f.key.Proto, &f.key.Dst, f.key.DstPort, f.pubPort) & t.mask
-	f.inNext, t.outside[ho] = t.outside[ho], i
+	f.outsideNext, t.outside[ho] = t.outside[ho], i
 	t.pushBack(f.list, i)
 	t.n++
 }
 
-// remove unlinks flow i from everything and frees its slot.
+// remove unlinks flow i from both hash chains and its list and frees its
+// slot.
 func (t *Table) remove(i int32) {
 	f := t.flow(i)
-	unlinkChain(t, &t.inside[t.hashInside(&f.key)&t.mask], i, func(g *flow) *int32 { return &g.outNext })
-	unlinkChain(t, &t.outside[t.hashOutside(f.key.Proto, &f.key.Dst, f.key.DstPort, f.pubPort)&t.mask], i, func(g *flow) *int32 { return &g.inNext })
+	for p := &t.inside[t.hashInside(&f.key)&t.mask]; *p != nilIdx; p = &t.flow(*p).insideNext {
+		if *p == i {
+			*p = f.insideNext
+			break
+		}
+	}
+	for p := &t.outside[t.hashOutside(f.key.Proto, &f.key.Dst, f.key.DstPort, f.pubPort)&t.mask]; *p != nilIdx; p = &t.flow(*p).outsideNext {
+		if *p == i {
+			*p = f.outsideNext
+			break
+		}
+	}
 	t.unlinkList(i)
 	*f = flow{next: t.free}
 	t.free = i
 	t.n--
-}
-
-func unlinkChain(t *Table, head *int32, i int32, link func(*flow) *int32) {
-	for p := head; *p != nilIdx; p = link(t.flow(*p)) {
-		if *p == i {
-			*p = *link(t.flow(i))
-			return
-		}
-	}
 }
 
 func (t *Table) pushBack(l uint8, i int32) {

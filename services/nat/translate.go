@@ -101,6 +101,11 @@ func (t *Table) parse(frame []byte, p *packet.Packet) (packet.Addr, error) {
 	if p.Frag.Kind != packet.NotFragment {
 		return packet.Addr{}, ErrFragment
 	}
+	if p.SegmentsLeft != 0 {
+		// The destination is only the next hop of a source route: replies
+		// would come from elsewhere and the checksum covers the final hop.
+		return packet.Addr{}, ErrUnsupported
+	}
 	return pub, nil
 }
 

@@ -22,7 +22,7 @@ func seedFrames() [][]byte {
 		pt.Frame(c6, r6, ProtoICMPv6, pt.Echo(c6, r6, ICMPv6EchoRequest, 9, 1, nil)),
 		pt.Frame(g6, c6, ProtoICMPv6, pt.ICMP(g6, c6, ICMPv6PacketTooBig, 0, 1280, quote6)),
 		pt.Ether(EtherTypeIPv6, pt.IPOpts(c6, r6, ProtoHopByHop,
-			append(append(pt.ExtHeader(ProtoDestOpts, 0), pt.ExtHeader(ProtoRouting, 1)...), pt.ExtHeader(ProtoUDP, 0)...),
+			append(append(pt.ExtHeader(ProtoDestOpts, 0), pt.ExtHeader(ProtoRouting, 1)...), pt.RoutingHeader(ProtoUDP, 1)...),
 			pt.UDP(c6, r6, 546, 547, nil))),
 		pt.Ether(EtherTypeIPv6, pt.IPOpts(c6, r6, ProtoFragment, pt.FragHeader(ProtoUDP, 0, true, 99), pt.UDP(c6, r6, 7, 8, nil))),
 		pt.Ether(EtherTypeARP, arp),
@@ -133,9 +133,9 @@ func FuzzIPv6(f *testing.F) {
 		if IPv6HeaderSize+ip.PayloadLen() != len(ip) {
 			t.Fatalf("view of %d bytes, payload length %d", len(ip), ip.PayloadLen())
 		}
-		_, off, _, err := ip.Transport()
-		if err == nil && (off < IPv6HeaderSize || off > len(ip)) {
-			t.Fatalf("transport offset %d outside packet of %d", off, len(ip))
+		x, err := ip.Extensions()
+		if err == nil && (x.Off < IPv6HeaderSize || x.Off > len(ip)) {
+			t.Fatalf("transport offset %d outside packet of %d", x.Off, len(ip))
 		}
 	})
 }

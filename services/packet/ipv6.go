@@ -5,21 +5,22 @@ import "encoding/binary"
 // IPv6 header layout (RFC 8200 section 3) and the extension headers this
 // package walks (section 4).
 const (
-	IPv6HeaderSize     = 40
-	ipv6VerOff         = 0
-	ipv6PayloadLenOff  = 4
-	ipv6NextHeaderOff  = 6
-	ipv6HopLimitOff    = 7
-	ipv6SrcOff         = 8
-	ipv6DstOff         = 24
-	IPv6AddrSize       = 16
-	ipv6ExtUnit        = 8 // Hdr Ext Len counts 8-octet units beyond the first 8
-	ipv6ExtMinSize     = 8
-	ipv6FragHeaderSize = 8
-	ipv6FragOffOff     = 2 // offset(13 bits) res(2) M(1)
-	ipv6FragIDOff      = 4
-	ipv6FragOffMask    = 0xfff8
-	ipv6FragMF         = 0x0001
+	IPv6HeaderSize        = 40
+	ipv6VerOff            = 0
+	ipv6PayloadLenOff     = 4
+	ipv6NextHeaderOff     = 6
+	ipv6HopLimitOff       = 7
+	ipv6SrcOff            = 8
+	ipv6DstOff            = 24
+	IPv6AddrSize          = 16
+	ipv6ExtUnit           = 8 // Hdr Ext Len counts 8-octet units beyond the first 8
+	ipv6ExtMinSize        = 8
+	ipv6FragHeaderSize    = 8
+	ipv6FragOffOff        = 2 // offset(13 bits) res(2) M(1)
+	ipv6FragIDOff         = 4
+	ipv6FragOffMask       = 0xfff8
+	ipv6FragMF            = 0x0001
+	ipv6RoutingSegLeftOff = 3 // next(1) len(1) type(1) segments-left(1)
 
 	// MaxIPv6ExtHeaders bounds the extension header walk. RFC 8200 section 4.1
 	// allows each header type once (destination options twice); anything
@@ -111,53 +112,61 @@ func (ip IPv6) SetSrc(a Addr) { copy(ip[ipv6SrcOff:], a[:]) }
 // SetDst rewrites the destination address.
 func (ip IPv6) SetDst(a Addr) { copy(ip[ipv6DstOff:], a[:]) }
 
-// Transport walks the extension headers and returns the upper-layer
-// protocol, the offset of its header within ip and the fragment information.
-// For a later fragment the offset points at the fragment data.
-func (ip IPv6) Transport() (proto uint8, off int, frag FragmentInfo, err error) {
+// IPv6Ext is what the extension header walk finds.
+type IPv6Ext struct {
+	Proto        uint8        // upper-layer protocol (Next Header of the last extension)
+	Off          int          // offset of the upper-layer header (for a later fragment, of its data)
+	Frag         FragmentInfo // from a fragment header, if any
+	SegmentsLeft uint8        // from a routing header, if any: nonzero means Dst is not the final destination
+}
+
+// Extensions walks the extension headers after the fixed header.
+func (ip IPv6) Extensions() (IPv6Ext, error) {
 	return walkIPv6Ext(ip, ip.NextHeader())
 }
 
 // walkIPv6Ext follows the Next Header chain starting after the fixed header
 // of b. The loop visits at most MaxIPv6ExtHeaders headers and each step
 // advances at least 8 bytes, so crafted chains cannot make it spin.
-func walkIPv6Ext(b []byte, next uint8) (proto uint8, off int, frag FragmentInfo, err error) {
-	off = IPv6HeaderSize
+func walkIPv6Ext(b []byte, next uint8) (IPv6Ext, error) {
+	x := IPv6Ext{Off: IPv6HeaderSize}
 	for n := 0; ; n++ {
 		switch next {
 		case ProtoHopByHop, ProtoRouting, ProtoDestOpts, ProtoFragment:
 		default:
-			return next, off, frag, nil
+			x.Proto = next
+			return x, nil
 		}
 		if n == MaxIPv6ExtHeaders {
-			return 0, 0, FragmentInfo{}, errAt(LayerIPv6, KindBadExtension)
+			return IPv6Ext{}, errAt(LayerIPv6, KindBadExtension)
 		}
 		// Hop-by-hop options may only follow the fixed header (RFC 8200 4.3).
 		if next == ProtoHopByHop && n != 0 {
-			return 0, 0, FragmentInfo{}, errAt(LayerIPv6, KindBadExtension)
+			return IPv6Ext{}, errAt(LayerIPv6, KindBadExtension)
 		}
-		if len(b)-off < ipv6ExtMinSize {
-			return 0, 0, FragmentInfo{}, errAt(LayerIPv6, KindTruncated)
+		if len(b)-x.Off < ipv6ExtMinSize {
+			return IPv6Ext{}, errAt(LayerIPv6, KindTruncated)
 		}
-		h := b[off:]
+		h := b[x.Off:]
 		if next == ProtoFragment {
-			if frag.Kind != NotFragment {
-				return 0, 0, FragmentInfo{}, errAt(LayerIPv6, KindBadExtension)
+			if x.Frag.Kind != NotFragment {
+				return IPv6Ext{}, errAt(LayerIPv6, KindBadExtension)
 			}
 			fo := binary.BigEndian.Uint16(h[ipv6FragOffOff:])
-			frag = FragmentInfo{
+			x.Frag = FragmentInfo{
 				ID:     binary.BigEndian.Uint32(h[ipv6FragIDOff:]),
 				Offset: int(fo & ipv6FragOffMask),
 				More:   fo&ipv6FragMF != 0,
 			}
 			next = h[0]
-			off += ipv6FragHeaderSize
+			x.Off += ipv6FragHeaderSize
 			switch {
-			case frag.Offset > 0:
-				frag.Kind = LaterFragment
-				return next, off, frag, nil
-			case frag.More:
-				frag.Kind = FirstFragment
+			case x.Frag.Offset > 0:
+				x.Frag.Kind = LaterFragment
+				x.Proto = next
+				return x, nil
+			case x.Frag.More:
+				x.Frag.Kind = FirstFragment
 			default:
 				// An atomic fragment (offset 0, no M) is a whole packet
 				// (RFC 6946); keep NotFragment so it is treated as one.
@@ -166,9 +175,12 @@ func walkIPv6Ext(b []byte, next uint8) (proto uint8, off int, frag FragmentInfo,
 		}
 		l := (int(h[1]) + 1) * ipv6ExtUnit
 		if l > len(h) {
-			return 0, 0, FragmentInfo{}, errAt(LayerIPv6, KindTruncated)
+			return IPv6Ext{}, errAt(LayerIPv6, KindTruncated)
+		}
+		if next == ProtoRouting {
+			x.SegmentsLeft = h[ipv6RoutingSegLeftOff]
 		}
 		next = h[0]
-		off += l
+		x.Off += l
 	}
 }

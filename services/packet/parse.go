@@ -26,6 +26,11 @@ type Packet struct {
 	HopLimit uint8 // IPv4 TTL or IPv6 hop limit
 	Frag     FragmentInfo
 
+	// SegmentsLeft is the Segments Left field of an IPv6 routing header
+	// (0 without one). Nonzero means Tuple.Dst is an intermediate hop, not
+	// the final destination the transport checksum covers.
+	SegmentsLeft uint8
+
 	TCPFlags uint8 // TCPFlagSYN, ... for TCP
 
 	ICMPType uint8
@@ -109,14 +114,15 @@ func parseIPv6(frame []byte, p *Packet) error {
 	}
 	p.L3End = p.L3Off + len(ip)
 	p.HopLimit = ip.HopLimit()
-	proto, off, frag, err := ip.Transport()
+	x, err := ip.Extensions()
 	if err != nil {
 		return err
 	}
-	p.L4Off = p.L3Off + off
-	p.Frag = frag
-	p.Tuple = Tuple{Src: ip.Src(), Dst: ip.Dst(), Proto: proto}
-	if frag.Kind == LaterFragment {
+	p.L4Off = p.L3Off + x.Off
+	p.Frag = x.Frag
+	p.SegmentsLeft = x.SegmentsLeft
+	p.Tuple = Tuple{Src: ip.Src(), Dst: ip.Dst(), Proto: x.Proto}
+	if x.Frag.Kind == LaterFragment {
 		return nil
 	}
 	return parseTransport(frame[:p.L3End], p, true)
@@ -202,13 +208,13 @@ func parseInner(b []byte, p *Packet, v6 bool) error {
 		if err := checkIPv6Fixed(q); err != nil {
 			return err
 		}
-		proto, off, fi, err := walkIPv6Ext(q, q[ipv6NextHeaderOff])
+		x, err := walkIPv6Ext(q, q[ipv6NextHeaderOff])
 		if err != nil {
 			return err
 		}
-		in.Tuple = Tuple{Src: Addr(q[ipv6SrcOff:]), Dst: Addr(q[ipv6DstOff:]), Proto: proto}
-		in.L4Off = in.L3Off + off
-		frag = fi.Kind
+		in.Tuple = Tuple{Src: Addr(q[ipv6SrcOff:]), Dst: Addr(q[ipv6DstOff:]), Proto: x.Proto}
+		in.L4Off = in.L3Off + x.Off
+		frag = x.Frag.Kind
 	} else {
 		hl, err := checkIPv4Header(q)
 		if err != nil {

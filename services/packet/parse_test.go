@@ -118,10 +118,16 @@ func TestParse(t *testing.T) {
 		{
 			name: "ipv6 hop-by-hop, destination options, routing, udp",
 			frame: pt.Ether(EtherTypeIPv6, pt.IPOpts(c6, r6, ProtoHopByHop,
-				append(append(pt.ExtHeader(ProtoDestOpts, 0), pt.ExtHeader(ProtoRouting, 1)...), pt.ExtHeader(ProtoUDP, 0)...),
+				append(append(pt.ExtHeader(ProtoDestOpts, 0), pt.ExtHeader(ProtoRouting, 1)...), pt.RoutingHeader(ProtoUDP, 0)...),
 				pt.UDP(c6, r6, 546, 547, payload))),
 			want: Packet{EtherType: EtherTypeIPv6, L3Off: 14, L3End: 14 + 40 + 32 + 13, L4Off: 86, PayloadOff: 94, HasL4: true,
 				Tuple: Tuple{Src: A(c6), Dst: A(r6), SrcPort: 546, DstPort: 547, Proto: ProtoUDP}, HopLimit: 64},
+		},
+		{
+			name:  "ipv6 routing header with segments left",
+			frame: pt.Ether(EtherTypeIPv6, pt.IPOpts(c6, r6, ProtoRouting, pt.RoutingHeader(ProtoTCP, 2), pt.TCP(c6, r6, 1, 2, TCPFlagSYN, nil))),
+			want: Packet{EtherType: EtherTypeIPv6, L3Off: 14, L3End: 14 + 48 + 20, L4Off: 62, PayloadOff: 82, HasL4: true, SegmentsLeft: 2,
+				Tuple: Tuple{Src: A(c6), Dst: A(r6), SrcPort: 1, DstPort: 2, Proto: ProtoTCP}, HopLimit: 64, TCPFlags: TCPFlagSYN},
 		},
 		{
 			name:  "ipv6 first fragment",

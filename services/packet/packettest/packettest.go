@@ -263,3 +263,9 @@ func Verify(frame []byte) error {
 	}
 	return nil
 }
+
+// RoutingHeader encodes an 8-byte IPv6 routing header (type 4, segment
+// routing, without segment list) naming next, with the given Segments Left.
+func RoutingHeader(next, segmentsLeft uint8) []byte {
+	return []byte{next, 0, 4, segmentsLeft, 0, 0, 0, 0}
+}
