@@ -25,10 +25,12 @@ type Step struct {
 
 // Start begins a step; msg (e.g. "building ./cmd/x") is printed to w as
 // "unikbuild: msg..." once the step has run for Delay. A nil w keeps it quiet.
-func Start(w io.Writer, msg string) *Step {
+func Start(w io.Writer, msg string) *Step { return startAfter(w, msg, Delay) }
+
+func startAfter(w io.Writer, msg string, delay time.Duration) *Step {
 	s := &Step{w: w, msg: msg, start: time.Now()}
 	if w != nil {
-		s.timer = time.AfterFunc(Delay, s.announce)
+		s.timer = time.AfterFunc(delay, s.announce)
 	}
 	return s
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -177,6 +178,9 @@ func Run(ctx context.Context, c Config) (Exit, error) {
 	cmd.Stdout = c.Stdout
 	errs := &stderrWatch{w: c.Stderr}
 	cmd.Stderr = errs
+	// SIGTERM first: QEMU then restores a terminal it put in raw mode for
+	// -serial stdio. SIGKILL follows after WaitDelay.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 2 * time.Second
 	err = cmd.Run()
 	if runCtx.Err() != nil && ctx.Err() == nil {

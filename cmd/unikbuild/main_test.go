@@ -317,3 +317,21 @@ func TestTestKernelImage(t *testing.T) {
 		t.Errorf("-run TestFail: exit %d, stdout %q, stderr %q", fail.code, fail.stdout, fail.stderr)
 	}
 }
+
+func TestRefusesGoVersion(t *testing.T) {
+	dir := t.TempDir()
+	fakeGo := "#!/bin/sh\n[ \"$1 $2\" = \"env GOVERSION\" ] && { echo go1.25.3; exit 0; }\nexit 3\n"
+	if err := os.WriteFile(filepath.Join(dir, "go"), []byte(fakeGo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir)
+	out := filepath.Join(t.TempDir(), "x")
+	r := unikbuild(t, "build", "-o", out, "../../builder/testdata/pvhstub")
+	if r.code != exitUsage {
+		t.Errorf("exit %d, want %d", r.code, exitUsage)
+	}
+	oneLine(t, r.stderr, "go1.25.3 is not supported")
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("image written despite the refusal: %v", err)
+	}
+}
