@@ -600,3 +600,41 @@ func TestVerdictString(t *testing.T) {
 		t.Error(diff)
 	}
 }
+
+// TestSYNFloodKeepsEstablished offers a flood of handshakes to a full table
+// of established and closed TCP flows: closed flows go first, then flood
+// flows replace each other, and established flows survive.
+func TestSYNFloodKeepsEstablished(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxFlows = 6
+	tb := mustNew(t, cfg)
+	now := t0
+	open := func(cport uint16) uint16 {
+		port := outbound(t, tb, tcpFrame(client4, remote4, cport, 443, packet.TCPFlagSYN), now)
+		if v, err := tb.Inbound(tcpFrame(remote4, pub4, 443, port, packet.TCPFlagSYN|packet.TCPFlagACK), now); v != Forward {
+			t.Fatalf("SYN-ACK: %v, %v", v, err)
+		}
+		return port
+	}
+	for cport := uint16(1); cport <= 4; cport++ {
+		open(cport)
+	}
+	closed := open(5)
+	if v, err := tb.Inbound(tcpFrame(remote4, pub4, 443, closed, packet.TCPFlagRST), now); v != Forward {
+		t.Fatalf("RST: %v, %v", v, err)
+	}
+	for i := range 100 {
+		now = now.Add(time.Millisecond)
+		outbound(t, tb, tcpFrame(other4, remote4, uint16(1000+i), 80, packet.TCPFlagSYN), now)
+		checkInvariants(t, tb)
+	}
+	if diff := cmp.Diff([]uint16{1, 2, 3, 4}, clientPorts(tb, listAssured)); diff != "" {
+		t.Errorf("established flows (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]uint16{1098, 1099}, clientPorts(tb, listUnassured)); diff != "" {
+		t.Errorf("unassured flows (-want +got):\n%s", diff)
+	}
+	if s := tb.Stats(); s.Evicted != 99 {
+		t.Errorf("Evicted = %d, want 99 (the closed flow, then 98 handshakes)", s.Evicted)
+	}
+}
