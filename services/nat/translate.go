@@ -11,6 +11,11 @@ import (
 // ICMP echo identifier) the flow's outside port. A packet matching no flow
 // opens one if Config.Admit allows it. ICMP errors a client sends about a
 // flow's inbound packets are translated too, including the quoted header.
+//
+// The caller must already have checked that the source address belongs to
+// the client interface the frame arrived on (anti-spoofing) and that the
+// destination is upstream: the table trusts the source address it is given.
+// TTL/hop limit and MAC addresses are the forwarding path's to update.
 func (t *Table) Outbound(frame []byte, now time.Time) (Verdict, error) {
 	p := &t.pkt
 	pub, err := t.parse(frame, p)
