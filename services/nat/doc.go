@@ -6,8 +6,8 @@
 // packet (source address and port, or ICMP echo identifier) to the public
 // address and an allocated port, Inbound rewrites replies and ICMP errors
 // about translated flows back to the client. Checksums are updated
-// incrementally (RFC 1624), so a translated packet costs a few dozen
-// nanoseconds and no allocation.
+// incrementally (RFC 1624), so translating a packet of an established flow
+// touches only its headers and allocates nothing.
 //
 // The table is bounded: it never holds more than Config.MaxFlows flows, its
 // flow storage grows in fixed chunks up to that bound and never shrinks, and

@@ -5,7 +5,7 @@ import "errors"
 // Errors returned with a Drop verdict. Parse errors from package packet are
 // passed through unchanged.
 var (
-	// ErrNoFlow: an inbound packet (or a non-SYN-starting TCP RST outbound)
+	// ErrNoFlow: an inbound packet, an ICMP error, or an outbound TCP RST
 	// matches no flow. For inbound traffic addressed to the FirewallVM
 	// itself, the caller may deliver it locally instead of dropping it.
 	ErrNoFlow = errors.New("nat: no flow matches the packet; deliver it locally or drop it")
