@@ -50,7 +50,7 @@ func start64() {
 //
 //go:nosplit
 func physRead(pa uintptr, n int) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(pa)), n)
+	return unsafe.Slice((*byte)(ptr(pa)), n)
 }
 
 // pvhEntry is the image entry point (ELF e_entry and the PVH note).
@@ -58,3 +58,7 @@ func pvhEntry()
 
 // long64 is pvhEntry's 64-bit continuation.
 func long64()
+
+// ptr converts a physical address of the identity map to a pointer (see
+// kernel.ptr: this memory is never Go heap memory).
+func ptr(p uintptr) unsafe.Pointer { return unsafe.Add(nil, p) }

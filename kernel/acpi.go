@@ -1,7 +1,5 @@
 package kernel
 
-import "unsafe"
-
 // ACPI S5 (soft-off), the power-off of last resort on QEMU without
 // isa-debug-exit: find the FADT through the RSDP the boot loader passed,
 // read PM1a_CNT_BLK, find SLP_TYPa in the DSDT's \_S5 package, and write
@@ -9,10 +7,10 @@ import "unsafe"
 
 var rsdpPA uintptr
 
-func phys8(pa uintptr) uint8   { return *(*uint8)(unsafe.Pointer(pa)) }
-func phys16(pa uintptr) uint16 { return *(*uint16)(unsafe.Pointer(pa)) }
-func phys32(pa uintptr) uint32 { return *(*uint32)(unsafe.Pointer(pa)) }
-func phys64(pa uintptr) uint64 { return *(*uint64)(unsafe.Pointer(pa)) }
+func phys8(pa uintptr) uint8   { return *(*uint8)(ptr(pa)) }
+func phys16(pa uintptr) uint16 { return *(*uint16)(ptr(pa)) }
+func phys32(pa uintptr) uint32 { return *(*uint32)(ptr(pa)) }
+func phys64(pa uintptr) uint64 { return *(*uint64)(ptr(pa)) }
 
 func sigIs(pa uintptr, s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -1,7 +1,5 @@
 package kernel
 
-import "unsafe"
-
 // File descriptors: the console (0, 1, 2), eventfds and epoll instances,
 // which is what the Go runtime's netpoller needs. Readiness changes are
 // pushed to epoll instances watching an object (for edge-triggered
@@ -173,8 +171,8 @@ func sysEpollCtl(epfd int64, op int, fd int64, ev uintptr) uint64 {
 		if !userOK(ev, epollEvSize, false) {
 			return errno(_EFAULT)
 		}
-		events = *(*uint32)(unsafe.Pointer(ev))
-		data = *(*uint64)(unsafe.Pointer(ev + 4))
+		events = *(*uint32)(ptr(ev))
+		data = *(*uint64)(ptr(ev + 4))
 	}
 	switch op {
 	case epollCtlAdd:
@@ -220,8 +218,8 @@ func collect(e int, buf uintptr, max int) int {
 			continue
 		}
 		p := buf + uintptr(n)*epollEvSize
-		*(*uint32)(unsafe.Pointer(p)) = r
-		*(*uint64)(unsafe.Pointer(p + 4)) = in.data
+		*(*uint32)(ptr(p)) = r
+		*(*uint64)(ptr(p + 4)) = in.data
 		n++
 		if in.events&epollET != 0 {
 			in.armed = false
@@ -327,7 +325,7 @@ func sysRead(c *percpu, f *TrapFrame) {
 			v = 1
 		}
 		e.count -= v
-		*(*uint64)(unsafe.Pointer(buf)) = v
+		*(*uint64)(ptr(buf)) = v
 		f.RAX = 8
 		notifyFD(int32(fd))
 	default:
@@ -366,7 +364,7 @@ func sysWrite(c *percpu, f *TrapFrame) {
 			f.RAX = errno(_EFAULT)
 			return
 		}
-		v := *(*uint64)(unsafe.Pointer(buf))
+		v := *(*uint64)(ptr(buf))
 		e := &eventfds[d.obj]
 		if v == ^uint64(0) {
 			f.RAX = errno(_EINVAL)
@@ -401,8 +399,8 @@ func sysWritev(c *percpu, f *TrapFrame) {
 	}
 	total := uint64(0)
 	for i := 0; i < cnt; i++ {
-		p := *(*uintptr)(unsafe.Pointer(iov + uintptr(i)*16))
-		n := *(*uintptr)(unsafe.Pointer(iov + uintptr(i)*16 + 8))
+		p := *(*uintptr)(ptr(iov + uintptr(i)*16))
+		n := *(*uintptr)(ptr(iov + uintptr(i)*16 + 8))
 		if !userOK(p, n, false) {
 			f.RAX = errno(_EFAULT)
 			return

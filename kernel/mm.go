@@ -62,7 +62,7 @@ func allocFrame() (uintptr, bool) {
 	var pa uintptr
 	if freeList != 0 {
 		pa = freeList
-		freeList = *(*uintptr)(unsafe.Pointer(pa))
+		freeList = *(*uintptr)(ptr(pa))
 	} else {
 		for i := 0; i < nFrameRange; i++ {
 			r := &frameRanges[i]
@@ -82,19 +82,19 @@ func allocFrame() (uintptr, bool) {
 }
 
 func freeFrame(pa uintptr) {
-	*(*uintptr)(unsafe.Pointer(pa)) = freeList
+	*(*uintptr)(ptr(pa)) = freeList
 	freeList = pa
 	freeFrames++
 }
 
 func memclr(p, n uintptr) {
-	b := unsafe.Slice((*uint64)(unsafe.Pointer(p)), n/8)
+	b := unsafe.Slice((*uint64)(ptr(p)), n/8)
 	for i := range b {
 		b[i] = 0
 	}
 }
 
-func table(pa uintptr) *[512]uint64 { return (*[512]uint64)(unsafe.Pointer(pa)) }
+func table(pa uintptr) *[512]uint64 { return (*[512]uint64)(ptr(pa)) }
 
 // setupPaging builds the final page tables: an identity map of
 // [0, identTop) with 2 MiB pages, except the first 2 MiB which use 4 KiB
@@ -552,5 +552,24 @@ func userOK(p, n uintptr, write bool) bool {
 }
 
 func userBytes(p, n uintptr) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(p)), n)
+	return unsafe.Slice((*byte)(ptr(p)), n)
+}
+
+// ptr converts a kernel address (identity-mapped physical memory, or a user
+// address validated by userOK) to a pointer. Such memory is never Go heap
+// memory, so the garbage collector's rules for uintptr conversions, which
+// vet's unsafeptr check enforces, do not apply; this is the one place the
+// conversion is written.
+func ptr(p uintptr) unsafe.Pointer { return unsafe.Add(nil, p) }
+
+// memmove8 copies n bytes (a multiple of 8) between kernel addresses.
+// copy() on two slices made by userBytes with a constant length trips an
+// internal compiler error in Go 1.26 (ssa.disjointTypes on pointers
+// derived from unsafe.Add(nil, ...)), so fixed-size copies use this.
+func memmove8(dst, src, n uintptr) {
+	d := unsafe.Slice((*uint64)(ptr(dst)), n/8)
+	s := unsafe.Slice((*uint64)(ptr(src)), n/8)
+	for i := range d {
+		d[i] = s[i]
+	}
 }

@@ -165,7 +165,7 @@ func idlePoll() uintptr {
 	expireTimers(nanotime())
 	var ret uintptr
 	if i := runqPop(); i >= 0 {
-		f := (*TrapFrame)(unsafe.Pointer(c.idleFrm))
+		f := (*TrapFrame)(ptr(c.idleFrm))
 		load(c, i, f)
 		deliverSignals(c, f)
 		ret = c.idleFrm
@@ -227,7 +227,7 @@ func sysFutex(c *percpu, f *TrapFrame) {
 			f.RAX = errno(_EFAULT)
 			return
 		}
-		if *(*uint32)(unsafe.Pointer(addr)) != val {
+		if *(*uint32)(ptr(addr)) != val {
 			f.RAX = errno(_EAGAIN)
 			return
 		}
@@ -277,8 +277,8 @@ func readTimespec(p uintptr) (uint64, bool) {
 	if !userOK(p, 16, false) {
 		return 0, false
 	}
-	s := *(*int64)(unsafe.Pointer(p))
-	ns := *(*int64)(unsafe.Pointer(p + 8))
+	s := *(*int64)(ptr(p))
+	ns := *(*int64)(ptr(p + 8))
 	if s < 0 || ns < 0 || ns >= 1e9 {
 		return 0, false
 	}
@@ -292,7 +292,7 @@ func writeTimespec(p uintptr, ns uint64) bool {
 	if !userOK(p, 16, true) {
 		return false
 	}
-	*(*int64)(unsafe.Pointer(p)) = int64(ns / 1e9)
-	*(*int64)(unsafe.Pointer(p + 8)) = int64(ns % 1e9)
+	*(*int64)(ptr(p)) = int64(ns / 1e9)
+	*(*int64)(ptr(p + 8)) = int64(ns % 1e9)
 	return true
 }

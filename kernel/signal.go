@@ -1,7 +1,5 @@
 package kernel
 
-import "unsafe"
-
 // Signals, delivered the way Linux x86-64 does it so that the Go runtime's
 // own handlers run unchanged: a fault in Go code becomes SIGSEGV with a
 // struct rt_sigframe pushed on the thread's alternate signal stack, which
@@ -95,7 +93,7 @@ func sysRtSigaction(f *TrapFrame) {
 			f.RAX = errno(_EFAULT)
 			return
 		}
-		*(*sigaction)(unsafe.Pointer(oact)) = sigactions[sig]
+		*(*sigaction)(ptr(oact)) = sigactions[sig]
 	}
 	if act != 0 {
 		if sig == sigKILL || sig == sigSTOP {
@@ -106,7 +104,7 @@ func sysRtSigaction(f *TrapFrame) {
 			f.RAX = errno(_EFAULT)
 			return
 		}
-		sigactions[sig] = *(*sigaction)(unsafe.Pointer(act))
+		sigactions[sig] = *(*sigaction)(ptr(act))
 	}
 	f.RAX = 0
 }
@@ -125,14 +123,14 @@ func sysRtSigprocmask(c *percpu, f *TrapFrame) {
 			f.RAX = errno(_EFAULT)
 			return
 		}
-		*(*uint64)(unsafe.Pointer(oset)) = t.sigmask
+		*(*uint64)(ptr(oset)) = t.sigmask
 	}
 	if set != 0 {
 		if !userOK(set, 8, false) {
 			f.RAX = errno(_EFAULT)
 			return
 		}
-		m := *(*uint64)(unsafe.Pointer(set))
+		m := *(*uint64)(ptr(set))
 		switch how {
 		case 0:
 			t.sigmask |= m
@@ -167,9 +165,9 @@ func sysSigaltstack(c *percpu, f *TrapFrame) {
 		} else if onAltStack(t, f.RSP) {
 			fl = ssOnstack
 		}
-		*(*uint64)(unsafe.Pointer(oss)) = uint64(t.altSP)
-		*(*int32)(unsafe.Pointer(oss + 8)) = fl
-		*(*uint64)(unsafe.Pointer(oss + 16)) = uint64(t.altSize)
+		*(*uint64)(ptr(oss)) = uint64(t.altSP)
+		*(*int32)(ptr(oss + 8)) = fl
+		*(*uint64)(ptr(oss + 16)) = uint64(t.altSize)
 	}
 	if ss != 0 {
 		if !userOK(ss, 24, false) {
@@ -180,9 +178,9 @@ func sysSigaltstack(c *percpu, f *TrapFrame) {
 			f.RAX = errno(_EPERM)
 			return
 		}
-		sp := *(*uint64)(unsafe.Pointer(ss))
-		fl := *(*int32)(unsafe.Pointer(ss + 8))
-		size := *(*uint64)(unsafe.Pointer(ss + 16))
+		sp := *(*uint64)(ptr(ss))
+		fl := *(*int32)(ptr(ss + 8))
+		size := *(*uint64)(ptr(ss + 16))
 		if fl&ssDisable != 0 {
 			t.altSP, t.altSize = 0, 0
 		} else {
@@ -262,8 +260,8 @@ func deliver(c *percpu, f *TrapFrame, sig int, code int32, addr uint64, trapno u
 	for i := range b[:frameSize] {
 		b[i] = 0
 	}
-	copy(userBytes(uintptr(fp), fxSize), userBytes(c.fx, fxSize))
-	put := func(off int, v uint64) { *(*uint64)(unsafe.Pointer(uintptr(fr) + uintptr(off))) = v }
+	memmove8(uintptr(fp), c.fx, fxSize)
+	put := func(off int, v uint64) { *(*uint64)(ptr(uintptr(fr) + uintptr(off))) = v }
 	put(frPretcode, a.restorer)
 	uc := frUC
 	put(uc+ucStack, uint64(t.altSP))
@@ -289,12 +287,12 @@ func deliver(c *percpu, f *TrapFrame, sig int, code int32, addr uint64, trapno u
 	put(mc+scFPState, fp)
 	put(uc+ucSigmask, t.sigmask)
 	info := uintptr(fr) + frInfo
-	*(*int32)(unsafe.Pointer(info)) = int32(sig)
-	*(*int32)(unsafe.Pointer(info + 8)) = code
+	*(*int32)(ptr(info)) = int32(sig)
+	*(*int32)(ptr(info + 8)) = code
 	if code > 0 {
-		*(*uint64)(unsafe.Pointer(info + 16)) = addr
+		*(*uint64)(ptr(info + 16)) = addr
 	} else {
-		*(*int32)(unsafe.Pointer(info + 16)) = 1 // si_pid
+		*(*int32)(ptr(info + 16)) = 1 // si_pid
 	}
 	if a.flags&saNodefer == 0 {
 		t.sigmask |= 1 << (sig - 1)
@@ -321,7 +319,7 @@ func sysRtSigreturn(c *percpu, f *TrapFrame) {
 		powerOff(128 + sigSEGV)
 	}
 	mc := uc + ucMcontext
-	get := func(off uintptr) uint64 { return *(*uint64)(unsafe.Pointer(mc + off)) }
+	get := func(off uintptr) uint64 { return *(*uint64)(ptr(mc + off)) }
 	f.R8, f.R9, f.R10, f.R11 = get(0), get(8), get(16), get(24)
 	f.R12, f.R13, f.R14, f.R15 = get(32), get(40), get(48), get(56)
 	f.RDI, f.RSI, f.RBP, f.RBX = get(scRDI), get(scRSI), get(scRBP), get(scRBX)
@@ -331,12 +329,11 @@ func sysRtSigreturn(c *percpu, f *TrapFrame) {
 	f.RFLAGS = f.RFLAGS&^userFlags | get(scEFLAGS)&userFlags | rflagsIF
 	f.CS, f.SS = selCode, selData
 	if fp := uintptr(get(scFPState)); fp != 0 && userOK(fp, fxSize, false) {
-		fx := userBytes(c.fx, fxSize)
-		copy(fx, userBytes(fp, fxSize))
+		memmove8(c.fx, fp, fxSize)
 		// MXCSR (offset 24) reserved bits would make FXRSTOR fault.
-		*(*uint32)(unsafe.Pointer(c.fx + 24)) &= 0xffbf
+		*(*uint32)(ptr(c.fx + 24)) &= 0xffbf
 	}
-	t.sigmask = *(*uint64)(unsafe.Pointer(uc + ucSigmask)) &^ unblockable
+	t.sigmask = *(*uint64)(ptr(uc + ucSigmask)) &^ unblockable
 }
 
 func sysTgkill(c *percpu, f *TrapFrame, tid int32, sig int) {

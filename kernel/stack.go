@@ -95,7 +95,7 @@ func initialStack(l *cmdline.Line) (uintptr, bool) {
 	w.sp = (w.sp - uintptr(words)*8) &^ 15
 	p := w.sp
 	put := func(v uint64) {
-		*(*uint64)(unsafe.Pointer(p)) = v
+		*(*uint64)(ptr(p)) = v
 		p += 8
 	}
 	put(uint64(argc))

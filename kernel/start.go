@@ -122,7 +122,7 @@ func kernelMain() {
 	if !quiet {
 		bootLine()
 	}
-	f := (*TrapFrame)(unsafe.Pointer(c.kstack - trapFrameSize))
+	f := (*TrapFrame)(ptr(c.kstack - trapFrameSize))
 	load(c, i, f)
 	c.nest = 0
 	armTimer(c)
@@ -159,5 +159,5 @@ func fninit()
 
 //go:noinline
 func faultTest() {
-	*(*int)(unsafe.Pointer(uintptr(8))) = 1
+	*(*int)(ptr(uintptr(8))) = 1
 }

@@ -27,7 +27,7 @@ const (
 
 func pclntabAddr() uintptr
 
-func rd32(p uintptr) uint32 { return *(*uint32)(unsafe.Pointer(p)) }
+func rd32(p uintptr) uint32 { return *(*uint32)(ptr(p)) }
 
 type symtab struct {
 	hdr, text               uintptr
@@ -42,8 +42,8 @@ func loadSymtab() (s symtab, ok bool) {
 		return s, false
 	}
 	s.text, _ = textRange()
-	s.nfunc = *(*uint64)(unsafe.Pointer(s.hdr + phNfunc))
-	off := func(o uintptr) uintptr { return s.hdr + *(*uintptr)(unsafe.Pointer(s.hdr + o)) }
+	s.nfunc = *(*uint64)(ptr(s.hdr + phNfunc))
+	off := func(o uintptr) uintptr { return s.hdr + *(*uintptr)(ptr(s.hdr + o)) }
 	s.names = off(phFuncnameOffset)
 	s.cu = off(phCuOffset)
 	s.files = off(phFiletabOffset)
@@ -75,16 +75,16 @@ func (s *symtab) findFunc(pc uintptr) uintptr {
 
 func cstring(p uintptr) string {
 	n := 0
-	for n < 1024 && *(*byte)(unsafe.Pointer(p + uintptr(n))) != 0 {
+	for n < 1024 && *(*byte)(ptr(p + uintptr(n))) != 0 {
 		n++
 	}
-	return unsafe.String((*byte)(unsafe.Pointer(p)), n)
+	return unsafe.String((*byte)(ptr(p)), n)
 }
 
 func uvarint(p *uintptr) uint32 {
 	var v uint32
 	for shift := uint(0); shift < 35; shift += 7 {
-		b := *(*byte)(unsafe.Pointer(*p))
+		b := *(*byte)(ptr(*p))
 		*p++
 		v |= uint32(b&0x7f) << shift
 		if b&0x80 == 0 {

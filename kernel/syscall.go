@@ -1,8 +1,6 @@
 package kernel
 
 import (
-	"unsafe"
-
 	"golang.org/x/sys/unix"
 )
 
@@ -90,8 +88,8 @@ func doSyscall(c *percpu, f *TrapFrame) {
 				return
 			}
 			ns := wallBaseNS + nanotime()
-			*(*int64)(unsafe.Pointer(uintptr(a0))) = int64(ns / 1e9)
-			*(*int64)(unsafe.Pointer(uintptr(a0) + 8)) = int64(ns % 1e9 / 1000)
+			*(*int64)(ptr(uintptr(a0))) = int64(ns / 1e9)
+			*(*int64)(ptr(uintptr(a0) + 8)) = int64(ns % 1e9 / 1000)
 		}
 		f.RAX = 0
 	case unix.SYS_TIME:
@@ -101,7 +99,7 @@ func doSyscall(c *percpu, f *TrapFrame) {
 				f.RAX = errno(_EFAULT)
 				return
 			}
-			*(*uint64)(unsafe.Pointer(uintptr(a0))) = s
+			*(*uint64)(ptr(uintptr(a0))) = s
 		}
 		f.RAX = s
 	case unix.SYS_FUTEX:
@@ -127,7 +125,7 @@ func doSyscall(c *percpu, f *TrapFrame) {
 				f.RAX = errno(_EFAULT)
 				return
 			}
-			*(*uint64)(unsafe.Pointer(uintptr(a1))) = uint64(t.fsbase)
+			*(*uint64)(ptr(uintptr(a1))) = uint64(t.fsbase)
 			f.RAX = 0
 		default:
 			f.RAX = errno(_EINVAL)
@@ -155,7 +153,7 @@ func doSyscall(c *percpu, f *TrapFrame) {
 			f.RAX = errno(_EINVAL)
 			return
 		}
-		*(*uint64)(unsafe.Pointer(uintptr(a2))) = 1<<ncpu - 1
+		*(*uint64)(ptr(uintptr(a2))) = 1<<ncpu - 1
 		f.RAX = 8
 	case unix.SYS_SCHED_SETAFFINITY:
 		f.RAX = 0
@@ -277,13 +275,13 @@ func sysClone(c *percpu, f *TrapFrame) {
 	if flags&cloneSettls != 0 {
 		nt.fsbase = uintptr(tls)
 	}
-	copy(userBytes(nt.fx, 512), userBytes(c.fx, 512))
+	memmove8(nt.fx, c.fx, 512)
 	nt.sigmask = cur.sigmask
 	if flags&cloneParentSettid != 0 && userOK(ptid, 4, true) {
-		*(*int32)(unsafe.Pointer(ptid)) = nt.tid
+		*(*int32)(ptr(ptid)) = nt.tid
 	}
 	if flags&cloneChildSettid != 0 && userOK(ctid, 4, true) {
-		*(*int32)(unsafe.Pointer(ctid)) = nt.tid
+		*(*int32)(ptr(ctid)) = nt.tid
 	}
 	runqPush(i)
 	f.RAX = uint64(nt.tid)
@@ -369,7 +367,7 @@ func sysPrlimit(res int, old uintptr) uint64 {
 	case unix.RLIMIT_STACK:
 		cur = 8 << 20
 	}
-	*(*uint64)(unsafe.Pointer(old)) = cur
-	*(*uint64)(unsafe.Pointer(old + 8)) = max
+	*(*uint64)(ptr(old)) = cur
+	*(*uint64)(ptr(old + 8)) = max
 	return 0
 }

@@ -2,7 +2,6 @@ package kernel
 
 import (
 	"math/bits"
-	"unsafe"
 )
 
 // Time: a monotonic clock from the TSC, calibrated at boot (Xen's CPUID TSC
@@ -70,8 +69,8 @@ const (
 	lapicLVTLINT = 0x350
 )
 
-func lapicW(off uintptr, v uint32) { *(*uint32)(unsafe.Pointer(apicBase + off)) = v }
-func lapicR(off uintptr) uint32    { return *(*uint32)(unsafe.Pointer(apicBase + off)) }
+func lapicW(off uintptr, v uint32) { *(*uint32)(ptr(apicBase + off)) = v }
+func lapicR(off uintptr) uint32    { return *(*uint32)(ptr(apicBase + off)) }
 
 func lapicInit() {
 	// Mask the legacy PICs: every interrupt we want comes through the LAPIC.

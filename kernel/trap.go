@@ -1,8 +1,6 @@
 package kernel
 
-import (
-	"unsafe"
-)
+import ()
 
 // trap is called by trapCommon for every exception, interrupt and system
 // call, with interrupts disabled, on an IST stack or the SYSCALL stack. It
@@ -166,12 +164,12 @@ func kernelFault(c *percpu, f *TrapFrame) {
 	// Follow the frame-pointer chain (Go keeps RBP frames on amd64).
 	bp := uintptr(f.RBP)
 	for i := 0; i < 32 && bp > pageSize && bp < identTop && bp&7 == 0; i++ {
-		ret := *(*uintptr)(unsafe.Pointer(bp + 8))
+		ret := *(*uintptr)(ptr(bp + 8))
 		if ret == 0 {
 			break
 		}
 		symbolize(ret, true)
-		bp = *(*uintptr)(unsafe.Pointer(bp))
+		bp = *(*uintptr)(ptr(bp))
 	}
 	powerOff(exitKernelFault)
 }
