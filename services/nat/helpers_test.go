@@ -122,8 +122,8 @@ func checkInvariants(t testing.TB, tb *Table) {
 			t.Fatalf("free list has a cycle")
 		}
 	}
-	if usable := min(tb.allocated, tb.cfg.MaxFlows); free+tb.n != usable {
-		t.Fatalf("free %d + used %d != usable slots %d", free, tb.n, usable)
+	if tb.allocated > tb.cfg.MaxFlows || free+tb.n != tb.allocated {
+		t.Fatalf("free %d + used %d != allocated slots %d (bound %d)", free, tb.n, tb.allocated, tb.cfg.MaxFlows)
 	}
 }
 

@@ -96,7 +96,7 @@ type Table struct {
 	pub4, pub6 packet.Addr
 
 	chunks    [][]flow
-	allocated int   // slots created so far (all chunks)
+	allocated int   // flow slots created so far, at most MaxFlows
 	free      int32 // free-slot list through flow.next
 	n         int
 
@@ -259,15 +259,15 @@ func (t *Table) lookupOutside(proto uint8, remote *packet.Addr, rport, pport uin
 // caller guarantees t.n < MaxFlows.
 func (t *Table) alloc() int32 {
 	if t.free == nilIdx {
-		c := make([]flow, chunkSize)
-		base := int32(len(t.chunks) * chunkSize)
-		// Only slots below MaxFlows become usable.
-		for j := min(chunkSize, t.cfg.MaxFlows-int(base)) - 1; j >= 0; j-- {
+		base := len(t.chunks) * chunkSize
+		// The last chunk is cut to MaxFlows.
+		c := make([]flow, min(chunkSize, t.cfg.MaxFlows-base))
+		for j := len(c) - 1; j >= 0; j-- {
 			c[j].next = t.free
-			t.free = base + int32(j)
+			t.free = int32(base + j)
 		}
 		t.chunks = append(t.chunks, c)
-		t.allocated += chunkSize
+		t.allocated += len(c)
 	}
 	i := t.free
 	t.free = t.flow(i).next
