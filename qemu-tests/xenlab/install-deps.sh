@@ -31,12 +31,12 @@ if ! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources
 	echo "deb http://deb.debian.org/debian bookworm-backports main" >"$backports"
 fi
 echo "install-deps.sh: refreshing apt package lists" >&2
-apt-get update -q >/dev/null
+apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null
 
 # QEMU from backports unless a 10.x is already installed.
 if ! qemu-system-x86_64 --version 2>/dev/null | grep -q 'version 1[0-9]\.'; then
 	echo "install-deps.sh: installing qemu-system-x86 from bookworm-backports" >&2
-	apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null
+	apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null
 fi
 
 missing=""
@@ -48,6 +48,6 @@ done
 if [ -n "$missing" ]; then
 	echo "install-deps.sh: installing$missing" >&2
 	# shellcheck disable=SC2086
-	apt-get install -y -q --no-install-recommends $missing >/dev/null
+	apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends $missing >/dev/null
 fi
 echo "install-deps.sh: ok ($(qemu-system-x86_64 --version | head -n 1))" >&2

@@ -63,6 +63,7 @@ type Lab struct {
 	closeOnce sync.Once
 	closeErr  error
 	broken    error // set when the control channel is unusable
+	ready     bool  // dom0's control loop answered READY
 }
 
 // Result is the outcome of a dom0 command.
@@ -104,6 +105,7 @@ func Start(ctx context.Context, opts Options) (*Lab, error) {
 		l.Close()
 		return nil, err
 	}
+	l.ready = true
 	l.bootTime = time.Since(l.started)
 	fmt.Fprintf(l.progress, "xenlab: dom0 ready in %s\n", l.bootTime.Round(100*time.Millisecond))
 	return l, nil
@@ -348,14 +350,17 @@ func (l *Lab) BootTime() time.Duration { return l.bootTime }
 func (l *Lab) Artifacts() *Artifacts { return l.art }
 
 // Close powers dom0 off (destroying any guests), waits briefly, then kills QEMU's process
-// group. It always leaves no QEMU behind; logs stay in Dir. Safe to call more than once.
+// group. It always leaves no QEMU behind; logs stay in Dir. The error says when dom0 had
+// to be killed. Safe to call more than once.
 func (l *Lab) Close() error {
 	l.closeOnce.Do(func() {
 		if l.deadline != nil {
 			l.deadline.Stop()
 		}
 		if l.qemuDone != nil {
-			if l.conn != nil && l.broken == nil {
+			if !l.ready || l.broken != nil {
+				l.kill() // nobody to power off cleanly
+			} else {
 				fmt.Fprintf(l.progress, "xenlab: powering dom0 off\n")
 				_, _ = io.WriteString(l.conn, "POWEROFF\n")
 			}
@@ -363,6 +368,7 @@ func (l *Lab) Close() error {
 			case <-l.qemuDone:
 			case <-time.After(shutdownGrace):
 				fmt.Fprintf(l.progress, "xenlab: dom0 did not power off within %s; killing QEMU\n", shutdownGrace)
+				l.closeErr = fmt.Errorf("xenlab: dom0 did not power off within %s; QEMU killed (logs in %s)", shutdownGrace, l.dir)
 				l.kill()
 				<-l.qemuDone
 			}

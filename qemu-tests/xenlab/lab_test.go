@@ -28,6 +28,10 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared != nil {
 		shared.Close()
+		if p := qemuProcsUsing(shared.Dir()); len(p) != 0 {
+			fmt.Fprintf(os.Stderr, "xenlab: FAIL: QEMU processes left after Close: %v\n", p)
+			code = 1
+		}
 		fmt.Fprintf(os.Stderr, "xenlab: shared lab: boot %s, up %s, logs in %s\n",
 			shared.BootTime().Round(100*time.Millisecond), time.Since(labStart).Round(100*time.Millisecond), shared.Dir())
 		if code == 0 {

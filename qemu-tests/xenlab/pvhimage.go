@@ -33,9 +33,9 @@ func MinimalPVHImage(message string) []byte {
 	img := make([]byte, total)
 	le := binary.LittleEndian
 	copy(img, []byte{0x7F, 'E', 'L', 'F', 1 /* 32-bit */, 1 /* LE */, 1 /* version */})
-	le.PutUint16(img[16:], 2)  // ET_EXEC
-	le.PutUint16(img[18:], 3)  // EM_386
-	le.PutUint32(img[20:], 1)  // EV_CURRENT
+	le.PutUint16(img[16:], 2) // ET_EXEC
+	le.PutUint16(img[18:], 3) // EM_386
+	le.PutUint32(img[20:], 1) // EV_CURRENT
 	le.PutUint32(img[24:], entry)
 	le.PutUint32(img[28:], ehSize) // e_phoff
 	le.PutUint16(img[40:], ehSize)

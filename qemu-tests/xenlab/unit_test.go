@@ -1,0 +1,98 @@
+package xenlab
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseCtlLine(t *testing.T) {
+	tests := []struct {
+		line string
+		want ctlMsg
+		ok   bool
+	}{
+		{"READY", ctlMsg{verb: "READY"}, true},
+		{"FAIL mount 9p share", ctlMsg{verb: "FAIL", rest: "mount 9p share"}, true},
+		{"OUT 3 aGVsbG8K", ctlMsg{verb: "OUT", id: 3, rest: "hello\n"}, true},
+		{"OUT 4 ", ctlMsg{verb: "OUT", id: 4, rest: ""}, true},
+		{"END 3 137", ctlMsg{verb: "END", id: 3, rest: "137"}, true},
+		{"END x 0", ctlMsg{}, false},
+		{"[  12.3] random kernel noise", ctlMsg{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := parseCtlLine(tt.line)
+		if ok != tt.ok || got != tt.want {
+			t.Errorf("parseCtlLine(%q) = %+v, %v; want %+v, %v", tt.line, got, ok, tt.want, tt.ok)
+		}
+	}
+	if m, _ := parseCtlLine("OUT 1 !!notbase64"); !strings.Contains(m.rest, "undecodable") {
+		t.Errorf("bad base64 gave %q, want an explanation", m.rest)
+	}
+	// What runLine sends decodes back to the script (dom0-init base64-decodes field 4).
+	f := strings.Fields(runLine(9, 30, "echo 'a b'\nexit 3"))
+	if f[0] != "RUN" || f[1] != "9" || f[2] != "30" || len(f) != 4 {
+		t.Fatalf("runLine fields %q", f)
+	}
+	if m, _ := parseCtlLine("OUT 9 " + f[3]); m.rest != "echo 'a b'\nexit 3" {
+		t.Errorf("script round trip %q", m.rest)
+	}
+}
+
+func TestDomainLines(t *testing.T) {
+	log := "(XEN) Xen version 4.17\r\n(d1) hello\r\n(XEN) d1v0 something\n(d12) other\n(d1) world\n"
+	if diff := cmp.Diff([]string{"hello", "world"}, domainLines(log, 1)); diff != "" {
+		t.Errorf("domainLines(1) (-want +got):\n%s", diff)
+	}
+	if got := domainLines(log, 2); len(got) != 0 {
+		t.Errorf("domainLines(2) = %q, want none", got)
+	}
+}
+
+func TestXLConfig(t *testing.T) {
+	c := GuestConfig{
+		Name: "fw", Type: PVH, Kernel: "/host/fw.unik", Cmdline: "debug", MemoryMiB: 32, NICs: 2,
+		Disks: []Disk{{HostPath: "/host/d.img", Vdev: "xvdb", ReadOnly: true}},
+		Extra: []string{`cpus = "0"`},
+	}
+	got, err := c.XLConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `name = "fw"
+type = "pvh"
+kernel = "/lab/images/fw.kernel"
+extra = "debug"
+memory = 32
+vcpus = 1
+on_poweroff = "destroy"
+on_reboot = "destroy"
+on_crash = "destroy"
+vif = [ 'bridge=xenbr0,script=vif-lab,mac=` + c.MAC(0) + `', 'bridge=xenbr0,script=vif-lab,mac=` + c.MAC(1) + `' ]
+disk = [ 'format=raw,vdev=xvdb,access=ro,script=block-lab,target=/lab/images/fw.disk-xvdb' ]
+cpus = "0"
+`
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("XLConfig (-want +got):\n%s", diff)
+	}
+	if c.MAC(0) == c.MAC(1) || c.MAC(0) == (GuestConfig{Name: "other"}).MAC(0) {
+		t.Errorf("MACs collide: %s %s %s", c.MAC(0), c.MAC(1), (GuestConfig{Name: "other"}).MAC(0))
+	}
+	for _, bad := range []GuestConfig{
+		{Name: "a b", Type: PVH, Kernel: "k"},
+		{Name: "ok", Type: "hvm", Kernel: "k"},
+		{Name: "ok", Type: PV},
+		{Name: "ok", Type: PV, Kernel: "k", Disks: []Disk{{HostPath: "x"}}},
+	} {
+		if _, err := bad.XLConfig(); err == nil {
+			t.Errorf("XLConfig(%+v) accepted a bad config", bad)
+		}
+	}
+}
+
+func TestShutdownReasonString(t *testing.T) {
+	if Poweroff.String() != "poweroff" || Crash.String() != "crash" || ShutdownReason(9).String() != "reason 9" {
+		t.Errorf("names: %s %s %s", Poweroff, Crash, ShutdownReason(9))
+	}
+}
