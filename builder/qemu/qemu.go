@@ -180,7 +180,10 @@ func Run(ctx context.Context, c Config) (Exit, error) {
 	cmd.Stderr = errs
 	// SIGTERM first: QEMU then restores a terminal it put in raw mode for
 	// -serial stdio. SIGKILL follows after WaitDelay.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.Cancel = func() error {
+		errs.kill()
+		return cmd.Process.Signal(syscall.SIGTERM)
+	}
 	cmd.WaitDelay = 2 * time.Second
 	err = cmd.Run()
 	if runCtx.Err() != nil && ctx.Err() == nil {
@@ -221,46 +224,61 @@ func decode(code int, qemuErr string) (Exit, error) {
 	}
 }
 
-// stderrWatch forwards QEMU's stderr and remembers its first error line
-// (a line that is not a warning), which distinguishes QEMU failing from the
-// guest exiting with status 0.
+// stderrWatch forwards QEMU's stderr line by line and remembers its first
+// error line (a line that is not a warning), which distinguishes QEMU
+// failing from the guest exiting with status 0. Once unikbuild has told QEMU
+// to stop (killing), QEMU's "terminating on signal" notice is dropped: the
+// caller reports the timeout itself.
 type stderrWatch struct {
 	w       io.Writer
 	mu      sync.Mutex
 	partial []byte
 	first   string
+	killing bool
 }
 
 func (s *stderrWatch) Write(p []byte) (int, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.partial = append(s.partial, p...)
 	for {
 		i := bytes.IndexByte(s.partial, '\n')
 		if i < 0 {
 			break
 		}
-		s.note(string(s.partial[:i]))
+		s.line(s.partial[:i+1])
 		s.partial = s.partial[i+1:]
 	}
+	return len(p), nil
+}
+
+// line handles one complete line (with its newline, if any).
+func (s *stderrWatch) line(l []byte) {
+	text := strings.TrimSpace(string(l))
+	if s.killing && strings.Contains(text, "terminating on signal") {
+		return
+	}
+	if s.first == "" && text != "" && !strings.Contains(text, "warning:") {
+		s.first = text
+	}
+	if s.w != nil {
+		s.w.Write(l)
+	}
+}
+
+// kill marks that QEMU is being stopped on purpose.
+func (s *stderrWatch) kill() {
+	s.mu.Lock()
+	s.killing = true
 	s.mu.Unlock()
-	if s.w == nil {
-		return len(p), nil
-	}
-	return s.w.Write(p)
 }
 
-func (s *stderrWatch) note(line string) {
-	line = strings.TrimSpace(line)
-	if s.first == "" && line != "" && !strings.Contains(line, "warning:") {
-		s.first = line
-	}
-}
-
+// failure flushes a final partial line and returns the first error line.
 func (s *stderrWatch) failure() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.partial) > 0 {
-		s.note(string(s.partial))
+		s.line(s.partial)
 		s.partial = nil
 	}
 	return s.first

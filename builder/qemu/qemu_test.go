@@ -116,6 +116,15 @@ func TestStderrWatch(t *testing.T) {
 	if fwd.String() != in {
 		t.Errorf("forwarded %q, want %q", fwd.String(), in)
 	}
+
+	// After unikbuild stops QEMU, QEMU's own notice about it is dropped.
+	fwd.Reset()
+	w = &stderrWatch{w: &fwd}
+	w.kill()
+	w.Write([]byte("qemu-system-x86_64: terminating on signal 15 from pid 1\nother\n"))
+	if fwd.String() != "other\n" {
+		t.Errorf("after kill forwarded %q, want only %q", fwd.String(), "other\n")
+	}
 }
 
 // Guest programs for the boot tests, in instructions that mean the same
