@@ -167,3 +167,12 @@ func TestKernelFaultReport(t *testing.T) {
 		t.Error("the program ran after a kernel fault")
 	}
 }
+
+func TestAsyncPreemption(t *testing.T) {
+	t.Parallel()
+	r := boot(t, image(t, "./qemu-tests/boot/testdata/preempt"), "preempt", 2*time.Minute)
+	expect(t, r, 0, "preempt: ok\n")
+	if n := strings.Count(r.out, "beside a spinning goroutine took"); n != 5 {
+		t.Errorf("%d GC rounds reported, want 5", n)
+	}
+}

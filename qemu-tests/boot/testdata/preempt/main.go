@@ -1,0 +1,36 @@
+// Command preempt checks asynchronous preemption: a goroutine spinning in a
+// loop without function calls has no synchronous preemption point, so
+// runtime.GC (which must stop the world) and a sleeping main goroutine
+// (GOMAXPROCS is 1) only make progress if the kernel delivers SIGURG and
+// the runtime's signal handler preempts the loop.
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"time"
+)
+
+var sink int
+
+func main() {
+	started := make(chan bool)
+	go func() {
+		started <- true
+		x := 0
+		for {
+			x++
+			if x == -1 {
+				sink = x
+			}
+		}
+	}()
+	<-started
+	for i := 0; i < 5; i++ {
+		t0 := time.Now()
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+		fmt.Println("preempt: GC and 1ms sleep beside a spinning goroutine took", time.Since(t0).Round(time.Millisecond))
+	}
+	fmt.Println("preempt: ok")
+}
