@@ -42,6 +42,8 @@ type Conn struct {
 	withdrawErr     error
 }
 
+var _ io.ReadWriteCloser = (*Conn)(nil)
+
 // sleeper names one of the goroutines that may wait in a Conn at the same
 // time: each kind is serialized by its own mutex.
 type sleeper int
