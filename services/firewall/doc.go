@@ -52,7 +52,9 @@
 //     family, as the Linux agent resolves once when it applies the rules. A name
 //     that does not resolve makes its rule match nothing; the failure is
 //     reported by Matcher.Problems. The Linux agent instead blocks the whole
-//     client, which is stricter for drop rules.
+//     client. The difference matters for drop rules: here, traffic a drop
+//     rule on an unresolvable name was meant to stop falls through to the
+//     later rules and the policy.
 //
 // A rule set with any bad entry (or without a policy) is replaced by a
 // deny-all set for that client, and the error describing every bad entry is
