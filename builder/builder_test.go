@@ -199,6 +199,15 @@ func externalModule(t *testing.T, requireUs bool, mainSrc string) string {
 	return dir
 }
 
+// withFile adds an empty Go file called name to dir and returns dir.
+func withFile(t *testing.T, dir, name string) string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte("package main\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // offlineEnv keeps the go command from reaching the network. It may
 // complete the throwaway go.mod of an external test module from the module
 // cache (-mod=mod), as `go mod tidy` would for a real user.
@@ -221,6 +230,7 @@ func TestBuildRefuses(t *testing.T) {
 		{"new Go", BuildOptions{Package: "./testdata/pvhstub", Go: fakeGo(t, "go1.27.1")}, ErrGoVersion},
 		{"several packages", BuildOptions{Package: "./..."}, ErrBadOptions},
 		{"cmdline without kernel", BuildOptions{Package: "./testdata/pvhstub", EntrySymbol: StubEntrySymbol, NoKernel: true, Cmdline: "x"}, ErrBadOptions},
+		{"overlay file name taken", BuildOptions{Package: ".", Dir: withFile(t, externalModule(t, false, "package main\n\nfunc main() {}\n"), overlayFile), Env: offlineEnv()}, ErrBadOptions},
 		{"module without the kernel", BuildOptions{Package: ".", Dir: externalModule(t, false, "package main\n\nfunc main() {}\n"), Env: offlineEnv()}, ErrNoKernel},
 	}
 	for _, tt := range tests {
