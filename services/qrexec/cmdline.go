@@ -23,7 +23,7 @@ type Command struct {
 	IsRPC   bool
 	Service string // "qubes.Foo", never empty for an RPC
 	Arg     string // after '+'; empty if none was given
-	Source  string // calling domain, never empty for an RPC
+	Source  string // calling domain, a valid domain name for an RPC
 }
 
 // ParseCommand splits a command line following the Linux agent's
@@ -66,6 +66,9 @@ func ParseCommand(cmdline string) (Command, error) {
 	source, _, _ := strings.Cut(r, " ")
 	if source == "" {
 		return Command{}, fmt.Errorf("qrexec: empty source domain in %.60q", cmdline)
+	}
+	if err := CheckDomainName(source); err != nil {
+		return Command{}, fmt.Errorf("qrexec: source of %.60q: %w", cmdline, err)
 	}
 	c.IsRPC, c.Service, c.Arg, c.Source = true, name, arg, source
 	return c, nil

@@ -205,6 +205,7 @@ func TestParseCommand(t *testing.T) {
 		{"user:QUBESRPC qubes.Foo ", Command{}, "empty source domain"},
 		{"user:QUBESRPC " + strings.Repeat("a", 256) + " dom0", Command{}, "256 bytes, limit is 255"},
 		{"no colon", Command{}, "no \"user:\" part"},
+		{"user:QUBESRPC qubes.Foo bad+source", Command{}, "forbidden byte 0x2b"},
 	}
 	for _, tt := range tests {
 		got, err := ParseCommand(tt.in)
