@@ -22,6 +22,7 @@ const (
 	_ERANGE    = unix.ERANGE
 	_ENOSYS    = unix.ENOSYS
 	_ETIMEDOUT = unix.ETIMEDOUT
+	_EPIPE     = unix.EPIPE
 )
 
 func errno(e unix.Errno) uint64 { return uint64(-int64(e)) }

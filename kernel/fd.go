@@ -135,6 +135,8 @@ func readiness(fd int32) uint32 {
 			return 0
 		}
 		return epollOut
+	case fdPipeR, fdPipeW:
+		return pipeReadiness(d)
 	case fdEventfd:
 		e := &eventfds[d.obj]
 		r := uint32(0)
@@ -304,6 +306,8 @@ func sysRead(c *percpu, f *TrapFrame) {
 		return
 	}
 	switch d.kind {
+	case fdPipeR:
+		pipeRead(c, f, d, buf, n)
 	case fdConsole:
 		f.RAX = 0 // no console input: end of file
 	case fdEventfd:
@@ -344,6 +348,8 @@ func sysWrite(c *percpu, f *TrapFrame) {
 		n = 1 << 30
 	}
 	switch d.kind {
+	case fdPipeW:
+		pipeWrite(c, f, d, buf, n)
 	case fdConsole:
 		if d.rdonly {
 			f.RAX = errno(_EBADF)
@@ -421,6 +427,8 @@ func sysClose(fd int64) uint64 {
 		eventfds[d.obj].used = false
 	case fdEpoll:
 		epolls[d.obj].used = false
+	case fdPipeR, fdPipeW:
+		pipeClose(d)
 	}
 	// Drop it from every interest list.
 	for e := range epolls {

@@ -25,6 +25,7 @@ const (
 	waitSleep
 	waitEpoll
 	waitPause
+	waitIO // blocked on an fd; the system call is re-executed on wake-up
 )
 
 type thread struct {
@@ -32,6 +33,8 @@ type thread struct {
 	tid      int32
 	wait     int32
 	epfd     int32
+	waitFD   int32
+	sysno    uint64 // number of the system call in progress
 	regs     TrapFrame
 	fx       uintptr // FXSAVE area (512 bytes, 16-aligned)
 	fsbase   uintptr

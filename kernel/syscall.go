@@ -9,6 +9,7 @@ import (
 func doSyscall(c *percpu, f *TrapFrame) {
 	a0, a1, a2, a3 := f.RDI, f.RSI, f.RDX, f.R10
 	t := &threads[c.cur]
+	t.sysno = f.RAX
 	switch nr := f.RAX; nr {
 	case unix.SYS_READ:
 		sysRead(c, f)
@@ -165,6 +166,10 @@ func doSyscall(c *percpu, f *TrapFrame) {
 		f.RAX = sysEpollCtl(int64(a0), int(a1), int64(a2), uintptr(a3))
 	case unix.SYS_EPOLL_WAIT, unix.SYS_EPOLL_PWAIT:
 		sysEpollPwait(c, f)
+	case unix.SYS_PIPE2:
+		f.RAX = sysPipe2(uintptr(a0), a1)
+	case unix.SYS_PIPE:
+		f.RAX = sysPipe2(uintptr(a0), 0)
 	case unix.SYS_EVENTFD2:
 		f.RAX = sysEventfd2(a0, a1)
 	case unix.SYS_EVENTFD:
