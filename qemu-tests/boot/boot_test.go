@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -174,5 +175,43 @@ func TestAsyncPreemption(t *testing.T) {
 	expect(t, r, 0, "preempt: ok\n")
 	if n := strings.Count(r.out, "beside a spinning goroutine took"); n != 5 {
 		t.Errorf("%d GC rounds reported, want 5", n)
+	}
+}
+
+// TestACPIPowerOff boots without QEMU's isa-debug-exit device: exit_group
+// must then power the machine off through ACPI S5, which QEMU reports as a
+// normal exit (status 0) instead of running on or resetting.
+func TestACPIPowerOff(t *testing.T) {
+	t.Parallel()
+	cfg := qemu.Config{Image: image(t, "./examples/hello"), Cmdline: "unikgo.verbose hello 5"}
+	args, err := cfg.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for i := 0; i < len(args); i++ {
+		if args[i] == "-device" && i+1 < len(args) && strings.HasPrefix(args[i+1], "isa-debug-exit") {
+			i++
+			continue
+		}
+		kept = append(kept, args[i])
+	}
+	if len(kept) != len(args)-2 {
+		t.Fatalf("isa-debug-exit not found in %q", args)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, qemu.Binary, kept...)
+	out, err := cmd.Output()
+	if ctx.Err() != nil {
+		t.Fatalf("guest did not power off within a minute; console:\n%s", out)
+	}
+	if err != nil {
+		t.Fatalf("qemu: %v; console:\n%s", err, out)
+	}
+	for _, w := range []string{"Hello from unikgo!", "unikgo: exit status 5"} {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("console lacks %q:\n%s", w, out)
+		}
 	}
 }
