@@ -318,6 +318,9 @@ func TestBuildWithKernel(t *testing.T) {
 			if !in.KernelLinked {
 				t.Error("the kernel is not in the image")
 			}
+			if in.DefaultCmdline != tt.opts.Cmdline {
+				t.Errorf("default command line %q, want %q", in.DefaultCmdline, tt.opts.Cmdline)
+			}
 		})
 	}
 	t.Run("tests of a standard library package", func(t *testing.T) {

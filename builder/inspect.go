@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"debug/buildinfo"
 	"debug/elf"
+	"encoding/binary"
 	"fmt"
 	"os"
 
@@ -27,6 +28,10 @@ type Inspection struct {
 	// KernelVersion is the version of the module that provided it.
 	KernelLinked  bool
 	KernelVersion string
+	// DefaultCmdline is the command line set with --cmdline, used by the
+	// kernel when the boot loader passes none; read from the symbol table,
+	// so it is empty for stripped images.
+	DefaultCmdline string
 }
 
 // Section is one allocated ELF section.
@@ -52,6 +57,7 @@ func Inspect(path string) (*Inspection, error) {
 				in.Sections = append(in.Sections, Section{s.Name, s.Size})
 			}
 		}
+		in.DefaultCmdline = stringVar(f, CmdlineVar)
 	}
 	if bi, err := buildinfo.Read(bytes.NewReader(b)); err == nil {
 		in.GoVersion, in.MainPath, in.MainModule = bi.GoVersion, bi.Path, bi.Main.Path
@@ -69,4 +75,47 @@ func Inspect(path string) (*Inspection, error) {
 	}
 	in.KernelLinked = bytes.Contains(b, []byte(KernelPackage+"."))
 	return in, nil
+}
+
+// stringVar returns the value of the Go string variable name from an
+// unstripped image, or "" if it cannot be found.
+func stringVar(f *elf.File, name string) string {
+	syms, err := f.Symbols()
+	if err != nil {
+		return ""
+	}
+	for _, s := range syms {
+		if s.Name != name || s.Size != 16 {
+			continue
+		}
+		hdr := readAt(f, s.Value, 16) // a string header: data pointer, length
+		if hdr == nil {
+			return ""
+		}
+		n := binary.LittleEndian.Uint64(hdr[8:])
+		if n == 0 || n > maxCmdline {
+			return ""
+		}
+		return string(readAt(f, binary.LittleEndian.Uint64(hdr), n))
+	}
+	return ""
+}
+
+// maxCmdline bounds what stringVar reads for a command line.
+const maxCmdline = 1 << 16
+
+// readAt reads n bytes at virtual address addr from the section holding
+// them, or returns nil.
+func readAt(f *elf.File, addr, n uint64) []byte {
+	for _, sec := range f.Sections {
+		if sec.Type != elf.SHT_PROGBITS || addr < sec.Addr || addr+n > sec.Addr+sec.Size {
+			continue
+		}
+		b := make([]byte, n)
+		if _, err := sec.ReadAt(b, int64(addr-sec.Addr)); err != nil {
+			return nil
+		}
+		return b
+	}
+	return nil
 }

@@ -45,6 +45,9 @@ func runInspect(ctx context.Context, e env, args []string) error {
 		kernel = builder.KernelPackage + " " + orUnknown(in.KernelVersion)
 	}
 	fmt.Fprintf(w, "kernel:   %s\n", kernel)
+	if in.DefaultCmdline != "" {
+		fmt.Fprintf(w, "cmdline:  %s (default, from --cmdline)\n", in.DefaultCmdline)
+	}
 	return nil
 }
 

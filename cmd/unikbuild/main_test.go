@@ -335,3 +335,28 @@ func TestRefusesGoVersion(t *testing.T) {
 		t.Errorf("image written despite the refusal: %v", err)
 	}
 }
+
+func TestRunDefaultCmdline(t *testing.T) {
+	kernelCompiles(t)
+	img := filepath.Join(t.TempDir(), "hello"+builder.ImageSuffix)
+	if r := unikbuild(t, "build", "--cmdline", `GREETING="from build" hello x "y z"`, "-o", img, "../../builder/testdata/hello"); r.code != exitOK {
+		t.Fatalf("build: exit %d, stderr %q", r.code, r.stderr)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"built-in line", nil, `args="x|y z" GREETING="from build"`},
+		{"arguments replace it", []string{"--", "a"}, `args="a" GREETING=""`},
+		{"environment replaces it", []string{"--env", "GREETING=run"}, `args="" GREETING="run"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := unikbuild(t, append([]string{"run", "--timeout", "2m", img}, tt.args...)...)
+			if r.code != 3 || !strings.Contains(r.stdout, tt.want) {
+				t.Errorf("exit %d, console %q; want 3 and %q (stderr %q)", r.code, r.stdout, tt.want, r.stderr)
+			}
+		})
+	}
+}

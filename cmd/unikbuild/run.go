@@ -84,7 +84,7 @@ func runRun(ctx context.Context, e env, args []string) error {
 		return err
 	}
 
-	image := target
+	image, builtIn := target, ""
 	if !isImageFile(target) {
 		work, err := os.MkdirTemp("", "unikbuild-run-")
 		if err != nil {
@@ -100,13 +100,22 @@ func runRun(ctx context.Context, e env, args []string) error {
 		}
 		image = img.Path
 		target = path.Base(img.Package)
-	} else if _, err := readImage(image); err != nil {
-		return err
+	} else {
+		in, err := builder.Inspect(image)
+		if err != nil {
+			return err
+		}
+		builtIn = in.DefaultCmdline
 	}
-	prog := strings.TrimSuffix(filepath.Base(target), builder.ImageSuffix)
-	cmdline, err := rf.cmdline(prog, guestArgs)
-	if err != nil {
-		return usageError("run: %v", err)
+	// An image built with --cmdline runs with that line unless this run
+	// gives the program arguments, environment or kernel options.
+	cmdline := ""
+	if fs.ArgsLenAtDash() >= 0 || len(rf.env) > 0 || len(rf.opts) > 0 || builtIn == "" {
+		prog := strings.TrimSuffix(filepath.Base(target), builder.ImageSuffix)
+		var err error
+		if cmdline, err = rf.cmdline(prog, guestArgs); err != nil {
+			return usageError("run: %v", err)
+		}
 	}
 	exit, err := boot(ctx, e, rf, image, cmdline, e.stdout)
 	if err != nil {
