@@ -190,7 +190,7 @@ func Run(ctx context.Context, c Config) (Exit, error) {
 		return Exit{}, &TimeoutError{After: c.Timeout}
 	}
 	if ctx.Err() != nil {
-		return Exit{}, fmt.Errorf("qemu: %w", ctx.Err())
+		return Exit{}, fmt.Errorf("guest stopped: unikbuild was interrupted (%w)", ctx.Err())
 	}
 	code := 0
 	if err != nil {

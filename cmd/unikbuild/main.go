@@ -146,15 +146,10 @@ func report(e env, err error) int {
 		return exitOK
 	}
 	fmt.Fprintf(e.stderr, "unikbuild: %s\n", strings.TrimRight(err.Error(), "\n"))
-	var ce *builder.CompileError
-	var te *qemu.TimeoutError
-	switch {
-	case errors.As(err, &ce), errors.As(err, &te), errors.Is(err, context.Canceled):
-		return exitFailure
-	case isRefusal(err):
+	if isRefusal(err) {
 		return exitUsage
 	}
-	return exitFailure
+	return exitFailure // failed builds, hung guests, interrupts
 }
 
 // isRefusal reports errors that mean "unikbuild will not do this here".
