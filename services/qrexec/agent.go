@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Handler runs one service call. stdin ends at the caller's EOF; what is
@@ -31,6 +32,22 @@ type Request struct {
 type Dialer interface {
 	Dial(ctx context.Context, domain, port uint32) (io.ReadWriteCloser, error)
 	Listen(ctx context.Context, domain, port uint32) (io.ReadWriteCloser, error)
+}
+
+// dataHandshakeTimeout bounds the wait for the peer's HELLO on a data
+// connection, like the Linux agent's 120 s connection timeout: a peer that
+// connects and stays silent must not hold a request slot for ever. A
+// variable only so tests can shorten it.
+var dataHandshakeTimeout = 120 * time.Second
+
+// dataHandshake is handshake with dataHandshakeTimeout.
+func dataHandshake(c *conn) (uint32, error) {
+	t := time.AfterFunc(dataHandshakeTimeout, func() { c.rwc.Close() })
+	v, err := handshake(c)
+	if !t.Stop() {
+		return 0, fmt.Errorf("qrexec: no HELLO on the data connection within %v", dataHandshakeTimeout)
+	}
+	return v, err
 }
 
 // DefaultMaxConcurrent bounds the requests served at once; further
@@ -312,7 +329,7 @@ func (a *Agent) serveRequest(ctx context.Context, s *session, r *execRequest) {
 	stop := context.AfterFunc(ctx, func() { rwc.Close() })
 	defer stop()
 	dc := &conn{rwc: rwc}
-	v, err := handshake(dc)
+	v, err := dataHandshake(dc)
 	if err != nil {
 		a.logf("qrexec: %s: data connection to %d:%d: %v", r.typ, domain, port, err)
 		return
@@ -417,7 +434,7 @@ func (a *Agent) Call(ctx context.Context, target, service string, stdin io.Reade
 	stop := context.AfterFunc(ctx, func() { rwc.Close() })
 	defer stop()
 	dc := &conn{rwc: rwc}
-	v, err := handshake(dc)
+	v, err := dataHandshake(dc)
 	if err != nil {
 		return 0, fmt.Errorf("qrexec: call %s: %w", service, err)
 	}

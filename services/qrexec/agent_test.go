@@ -733,3 +733,20 @@ func TestConcurrencyBound(t *testing.T) {
 		t.Errorf("peak concurrency %d, want 2", peak)
 	}
 }
+
+func TestSilentDataPeerTimesOut(t *testing.T) {
+	defer func(d time.Duration) { dataHandshakeTimeout = d }(dataHandshakeTimeout)
+	dataHandshakeTimeout = 50 * time.Millisecond
+	dialer := newPipeDialer()
+	a := NewAgent(dialer)
+	logged := make(chan string, 4)
+	a.Logf = func(f string, args ...any) { logged <- fmt.Sprintf(f, args...) }
+	d := startAgent(t, a, 4)
+	d.send(MsgExecCmdline, execPayload(0, 1200, "u:QUBESRPC qubes.X dom0"))
+	dc := dialer.next(t)
+	go io.Copy(io.Discard, dc.c) // reads the agent's HELLO, never answers
+	d.expectTerminated(0, 1200)
+	if msg := <-logged; !strings.Contains(msg, "no HELLO on the data connection within 50ms") {
+		t.Errorf("log = %q", msg)
+	}
+}

@@ -11,23 +11,26 @@ import (
 // conn frames messages on one connection. Writes from several goroutines
 // are serialized; reads happen in one goroutine at a time.
 type conn struct {
-	rwc io.ReadWriteCloser
-	wmu sync.Mutex
+	rwc  io.ReadWriteCloser
+	wmu  sync.Mutex
+	wbuf []byte // reused under wmu; grows to one chunk plus header
 }
 
-// send writes one message (header and payload parts) with a single Write.
+// send writes one message (header and payload parts) with a single Write,
+// so a message never straddles two transport writes.
 func (c *conn) send(t MsgType, parts ...[]byte) error {
 	n := 0
 	for _, p := range parts {
 		n += len(p)
 	}
-	b := make([]byte, HeaderSize, HeaderSize+n)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	b := append(c.wbuf[:0], make([]byte, HeaderSize)...)
 	Header{Type: t, Len: uint32(n)}.put(b)
 	for _, p := range parts {
 		b = append(b, p...)
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	c.wbuf = b
 	if _, err := c.rwc.Write(b); err != nil {
 		return fmt.Errorf("qrexec: send %s: %w", t, err)
 	}
