@@ -50,10 +50,16 @@ func dataHandshake(c *conn) (uint32, error) {
 	return v, err
 }
 
-// DefaultMaxConcurrent bounds the requests served at once; further
-// requests wait on the control connection (MAX_FDS is 256 in the Linux
-// agent, whose requests are processes rather than goroutines).
+// DefaultMaxConcurrent bounds the requests served at once (MAX_FDS is 256
+// in the Linux agent, whose requests are processes, not goroutines).
 const DefaultMaxConcurrent = 64
+
+// maxWaiting bounds the requests read from dom0 that wait for a free slot.
+// Waiting requests keep the control connection moving, so answers to this
+// VM's own Calls still arrive while handlers (which may be making those
+// Calls) hold every slot. Past this bound the agent stops reading from
+// dom0. Each waiting request holds at most one command line (64 KiB).
+const maxWaiting = 64
 
 var (
 	// ErrRefused: dom0 refused a Call (policy, unknown target, ...).
@@ -168,7 +174,8 @@ func (a *Agent) Serve(ctx context.Context, ctrl io.ReadWriteCloser) error {
 	if max <= 0 {
 		max = DefaultMaxConcurrent
 	}
-	slots := make(chan struct{}, max)
+	running := make(chan struct{}, max)
+	admitted := make(chan struct{}, max+maxWaiting)
 	for {
 		req, err := a.readControl(s)
 		if err == io.EOF {
@@ -184,14 +191,20 @@ func (a *Agent) Serve(ctx context.Context, ctrl io.ReadWriteCloser) error {
 			continue
 		}
 		select {
-		case slots <- struct{}{}:
+		case admitted <- struct{}{}:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-slots }()
+			defer func() { <-admitted }()
+			select {
+			case running <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-running }()
 			a.serveRequest(ctx, s, req)
 		}()
 	}

@@ -750,3 +750,45 @@ func TestSilentDataPeerTimesOut(t *testing.T) {
 		t.Errorf("log = %q", msg)
 	}
 }
+
+// A handler that makes a Call while it holds the only slot must still get
+// dom0's SERVICE_CONNECT, even with another request waiting for the slot.
+func TestNestedCallWithFullSlots(t *testing.T) {
+	dialer := newPipeDialer()
+	a := NewAgent(dialer)
+	a.MaxConcurrent = 1
+	a.Handle("qubes.Outer", func(ctx context.Context, req *Request, stdin io.Reader, stdout, stderr io.Writer) int {
+		code, err := a.Call(ctx, "vm2", "qubes.Inner", nil, stdout, nil)
+		if err != nil {
+			return 99
+		}
+		return code
+	})
+	d := startAgent(t, a, 4)
+	d.send(MsgExecCmdline, execPayload(0, 1, "u:QUBESRPC qubes.Outer dom0"))
+	dc1 := dialer.next(t)
+	remoteHandshake(t, dc1.c, 4)
+	outer := make(chan int, 1)
+	go func() {
+		code, _ := runClientSide(&conn{rwc: dc1.c}, 4, nil, io.Discard, io.Discard)
+		outer <- code
+	}()
+	typ, b := readMsg(t, d.c)
+	if typ != MsgTriggerService4 {
+		t.Fatalf("got %s, want TRIGGER_SERVICE4", typ)
+	}
+	d.send(MsgExecCmdline, execPayload(0, 2, "u:QUBESRPC qubes.Outer dom0")) // waits for the slot
+	d.send(MsgServiceConnect, cat(le32(7), le32(3), b[128:160]))
+	dc3 := dialer.next(t)
+	if !dc3.listen || dc3.port != 3 {
+		t.Fatalf("data connection %+v, want Listen on port 3", dc3)
+	}
+	remoteHandshake(t, dc3.c, 4)
+	io.Copy(io.Discard, &stdinReader{c: &conn{rwc: dc3.c}, maxChunk: MaxDataChunk})
+	dc3.c.Write(cat(le32(0x193), le32(4), le32(5)))
+	d.expectTerminated(7, 3)
+	d.expectTerminated(0, 1)
+	if code := <-outer; code != 5 {
+		t.Errorf("outer exit code %d, want 5", code)
+	}
+}

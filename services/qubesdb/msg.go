@@ -13,8 +13,10 @@
 // requests and pushes its own changes; it is used by host tests and in the
 // Xen lab.
 //
-// Everything the peer sends is validated: a misbehaving peer gives an error,
-// never a panic, a hang on a live stream or unbounded memory.
+// Everything the peer sends is validated: a misbehaving peer gets the
+// connection closed with an error saying what it did, never a panic or
+// unbounded memory use, and a peer that stops reading our answers is cut
+// off rather than waited for.
 package qubesdb
 
 import (
@@ -29,21 +31,21 @@ type MsgType uint8
 // Message types. READ, LIST, WATCH and UNWATCH are only valid on the local
 // socket inside a domain; they are defined so the codec knows them.
 const (
-	CmdRead         MsgType = 0
-	CmdWrite        MsgType = 1
-	CmdMultiread    MsgType = 2
-	CmdList         MsgType = 3
-	CmdRm           MsgType = 4
-	CmdWatch        MsgType = 5
-	CmdUnwatch      MsgType = 6
-	RespOK          MsgType = 7
-	RespErrorNoEnt  MsgType = 8
-	RespError       MsgType = 9
-	RespRead        MsgType = 10
-	RespMultiread   MsgType = 11
-	RespList        MsgType = 12
-	RespWatch       MsgType = 13
-	lastKnownMsgTyp         = RespWatch
+	CmdRead        MsgType = 0
+	CmdWrite       MsgType = 1
+	CmdMultiread   MsgType = 2
+	CmdList        MsgType = 3
+	CmdRm          MsgType = 4
+	CmdWatch       MsgType = 5
+	CmdUnwatch     MsgType = 6
+	RespOK         MsgType = 7
+	RespErrorNoEnt MsgType = 8
+	RespError      MsgType = 9
+	RespRead       MsgType = 10
+	RespMultiread  MsgType = 11
+	RespList       MsgType = 12
+	RespWatch      MsgType = 13
+	maxMsgType             = RespWatch
 )
 
 var msgTypeNames = [...]string{
@@ -54,7 +56,7 @@ var msgTypeNames = [...]string{
 }
 
 func (t MsgType) String() string {
-	if t <= lastKnownMsgTyp {
+	if t <= maxMsgType {
 		return msgTypeNames[t]
 	}
 	return fmt.Sprintf("MsgType(%d)", uint8(t))
@@ -120,7 +122,7 @@ func (h *Header) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("qubesdb: header is %d bytes, want %d", len(b), HeaderSize)
 	}
 	t := MsgType(b[TypeOffset])
-	if t > lastKnownMsgTyp {
+	if t > maxMsgType {
 		return fmt.Errorf("qubesdb: unknown message type %d from peer", uint8(t))
 	}
 	raw := b[PathOffset : PathOffset+PathSize]

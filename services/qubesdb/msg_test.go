@@ -28,7 +28,7 @@ func TestLayoutMatchesDocs(t *testing.T) {
 
 func TestMsgTypeValuesMatchDocs(t *testing.T) {
 	got := map[string]MsgType{}
-	for i := MsgType(0); i <= lastKnownMsgTyp; i++ {
+	for i := MsgType(0); i <= maxMsgType; i++ {
 		got[i.String()] = i
 	}
 	want := map[string]MsgType{

@@ -179,7 +179,9 @@ func (s *Server) push(ctx context.Context, t MsgType, path string, data []byte) 
 }
 
 // Write stores key=value. If a synchronized VM is connected the change is
-// pushed and Write waits for the VM's answer.
+// pushed and Write waits for the VM's answer. An error from the push
+// leaves the change in the database: a VM that reconnects gets it in its
+// initial dump.
 func (s *Server) Write(ctx context.Context, key, value string) error {
 	if err := CheckKey(key); err != nil {
 		return err
