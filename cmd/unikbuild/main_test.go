@@ -275,8 +275,8 @@ func TestTestNoTestFiles(t *testing.T) {
 }
 
 func TestSingleDashLong(t *testing.T) {
-	got := singleDashLong([]string{"-run", "X", "-bench=.", "-v", "--run=Y", "pkg", "--", "-run"}, "run", "bench")
-	want := []string{"--run", "X", "--bench=.", "-v", "--run=Y", "pkg", "--", "-run"}
+	got := singleDashLong([]string{"-run", "X", "-bench=.", "-v", "--run=Y", "-short", "-count=2", "-runner", "pkg", "--", "-run"}, "run", "bench", "short", "count")
+	want := []string{"--run", "X", "--bench=.", "-v", "--run=Y", "--short", "--count=2", "-runner", "pkg", "--", "-run"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("singleDashLong (-want +got):\n%s", diff)
 	}
@@ -310,6 +310,10 @@ func TestTestKernelImage(t *testing.T) {
 	pass := unikbuild(t, "test", "-run", "TestPass", "../../builder/testdata/sample")
 	if pass.code != exitOK || !strings.HasPrefix(pass.stdout, "ok  \tgithub.com/unikgo/unikgo/builder/testdata/sample\t") {
 		t.Errorf("-run TestPass: exit %d, stdout %q, stderr %q", pass.code, pass.stdout, pass.stderr)
+	}
+	verbose := unikbuild(t, "test", "-v", "-count", "2", "-run", "TestPass", "../../builder/testdata/sample")
+	if verbose.code != exitOK || strings.Count(verbose.stdout, "--- PASS: TestPass") != 2 {
+		t.Errorf("-v -count 2: exit %d, stdout %q; want two PASS lines", verbose.code, verbose.stdout)
 	}
 	fail := unikbuild(t, "test", "-run", "TestFail", "../../builder/testdata/sample")
 	if fail.code != exitFailure || !strings.Contains(fail.stdout, "sample failure") ||

@@ -13,7 +13,7 @@ import (
 	"github.com/unikgo/unikgo/builder"
 )
 
-const testSynopsis = `test [-run RE] [-v] [-bench RE] [run flags] PKG...
+const testSynopsis = `test [-run RE] [-v] [-bench RE] [-short] [-count N] [run flags] PKG...
 
 Builds each package's tests as an image, boots it and prints ok/FAIL lines
 like go test. Exits 1 if any package fails.`
@@ -28,8 +28,10 @@ func runTest(ctx context.Context, e env, args []string) error {
 	runRE := fs.String("run", "", "run only tests matching `regexp`")
 	bench := fs.String("bench", "", "run benchmarks matching `regexp`")
 	verbose := fs.BoolP("verbose", "v", false, "print every test's output")
-	// go test spells them -run and -bench; accept the single dash too.
-	if err := parse(fs, singleDashLong(args, "run", "bench")); err != nil {
+	short := fs.Bool("short", false, "tell long-running tests to shorten their run time")
+	count := fs.Int("count", 0, "run each test and benchmark `n` times")
+	// go test spells them with one dash; accept that too.
+	if err := parse(fs, singleDashLong(args, "run", "bench", "short", "count")); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
@@ -45,7 +47,8 @@ func runTest(ctx context.Context, e env, args []string) error {
 	}
 	defer os.RemoveAll(work)
 
-	var testArgs []string
+	// As go test does: a test that calls os.Exit(0) is a failure.
+	testArgs := []string{"-test.paniconexit0"}
 	if *runRE != "" {
 		testArgs = append(testArgs, "-test.run="+*runRE)
 	}
@@ -54,6 +57,12 @@ func runTest(ctx context.Context, e env, args []string) error {
 	}
 	if *verbose {
 		testArgs = append(testArgs, "-test.v=true")
+	}
+	if *short {
+		testArgs = append(testArgs, "-test.short")
+	}
+	if *count > 0 {
+		testArgs = append(testArgs, fmt.Sprintf("-test.count=%d", *count))
 	}
 	if rf.timeout > 0 {
 		testArgs = append(testArgs, "-test.timeout="+rf.timeout.String())
