@@ -79,9 +79,10 @@ func (c Config) Render() (string, error) {
 }
 
 // DiskSpec turns a bare path into a raw disk spec for device index i;
-// anything containing '=' is taken as an xl disk spec already.
+// anything containing '=' or ',' is taken as an xl disk spec already (the
+// key=value form or the old positional "phy:/dev/x,xvda,w" form).
 func DiskSpec(d string, i int) string {
-	if strings.Contains(d, "=") {
+	if strings.ContainsAny(d, "=,") {
 		return d
 	}
 	return "format=raw, vdev=" + diskVdevPrefix + string(rune('a'+i)) + ", access=rw, target=" + d

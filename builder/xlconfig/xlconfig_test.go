@@ -76,3 +76,20 @@ func TestParseMemory(t *testing.T) {
 		}
 	}
 }
+
+func TestDiskSpec(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		i    int
+		want string
+	}{
+		{"/dev/loop0", 0, "format=raw, vdev=xvda, access=rw, target=/dev/loop0"},
+		{"disk.img", 2, "format=raw, vdev=xvdc, access=rw, target=disk.img"},
+		{"phy:/dev/loop1,xvdb,w", 1, "phy:/dev/loop1,xvdb,w"},
+		{"vdev=xvdz, target=/x", 0, "vdev=xvdz, target=/x"},
+	} {
+		if got := DiskSpec(tt.in, tt.i); got != tt.want {
+			t.Errorf("DiskSpec(%q, %d) = %q, want %q", tt.in, tt.i, got, tt.want)
+		}
+	}
+}
