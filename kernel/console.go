@@ -1,5 +1,7 @@
 package kernel
 
+import "unsafe"
+
 // Console output: the 16550 UART at COM1 under QEMU (polled: the kernel
 // never waits on a serial interrupt), and Xen's debug port 0xE9 when running
 // on Xen before its PV console is up. kprint* allocate nothing and may be
@@ -52,6 +54,10 @@ func putc(c byte) {
 }
 
 func consoleWrite(b []byte) {
+	if xenCons.Ready() {
+		xenCons.Write(b)
+		return
+	}
 	for _, c := range b {
 		if c == '\n' && useCOM1 {
 			putc('\r')
@@ -61,6 +67,10 @@ func consoleWrite(b []byte) {
 }
 
 func kprint(s string) {
+	if xenCons.Ready() {
+		xenCons.Write(unsafe.Slice(unsafe.StringData(s), len(s)))
+		return
+	}
 	for i := 0; i < len(s); i++ {
 		if s[i] == '\n' && useCOM1 {
 			putc('\r')

@@ -23,6 +23,7 @@ const (
 	_ENOSYS    = unix.ENOSYS
 	_ETIMEDOUT = unix.ETIMEDOUT
 	_EPIPE     = unix.EPIPE
+	_EFBIG     = unix.EFBIG
 )
 
 func errno(e unix.Errno) uint64 { return uint64(-int64(e)) }

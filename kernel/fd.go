@@ -137,6 +137,11 @@ func readiness(fd int32) uint32 {
 		return epollOut
 	case fdPipeR, fdPipeW:
 		return pipeReadiness(d)
+	case fdEvtchn:
+		if evtchnDevs[d.obj].n > 0 {
+			return epollIn | epollOut
+		}
+		return epollOut
 	case fdEventfd:
 		e := &eventfds[d.obj]
 		r := uint32(0)
@@ -308,6 +313,8 @@ func sysRead(c *percpu, f *TrapFrame) {
 	switch d.kind {
 	case fdPipeR:
 		pipeRead(c, f, d, buf, n)
+	case fdEvtchn:
+		evtchnRead(c, f, d, buf, n)
 	case fdConsole:
 		f.RAX = 0 // no console input: end of file
 	case fdEventfd:
@@ -350,6 +357,8 @@ func sysWrite(c *percpu, f *TrapFrame) {
 	switch d.kind {
 	case fdPipeW:
 		pipeWrite(c, f, d, buf, n)
+	case fdEvtchn:
+		evtchnWrite(f, d, buf, n)
 	case fdConsole:
 		if d.rdonly {
 			f.RAX = errno(_EBADF)
@@ -429,6 +438,8 @@ func sysClose(fd int64) uint64 {
 		epolls[d.obj].used = false
 	case fdPipeR, fdPipeW:
 		pipeClose(d)
+	case fdEvtchn:
+		evtchnClose(d)
 	}
 	// Drop it from every interest list.
 	for e := range epolls {

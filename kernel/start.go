@@ -37,6 +37,9 @@ func kernelMain() {
 	}
 	consoleInit(xenBase != 0)
 	detectFeatures()
+	if xenBase != 0 {
+		xenInit()
+	}
 	rsdpPA = uintptr(boot.Info.RSDP)
 
 	// Physical memory: RAM above the image.
@@ -89,6 +92,8 @@ func kernelMain() {
 		if rtc := readRTC(); rtc != 0 {
 			wallBaseNS = rtc*1e9 - nanotime()
 		}
+	} else {
+		xenWallClock()
 	}
 	lapicInit()
 	fdInit()

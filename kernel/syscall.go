@@ -184,7 +184,11 @@ func doSyscall(c *percpu, f *TrapFrame) {
 		f.RAX = sysPrlimit(int(a0), uintptr(a1))
 	case unix.SYS_SETRLIMIT:
 		f.RAX = 0
-	case unix.SYS_OPENAT, unix.SYS_OPEN, unix.SYS_READLINKAT, unix.SYS_READLINK,
+	case unix.SYS_OPENAT:
+		f.RAX = sysOpen(uintptr(a1), a2)
+	case unix.SYS_OPEN:
+		f.RAX = sysOpen(uintptr(a0), a1)
+	case unix.SYS_READLINKAT, unix.SYS_READLINK,
 		unix.SYS_NEWFSTATAT, unix.SYS_STAT, unix.SYS_LSTAT, unix.SYS_ACCESS, unix.SYS_FACCESSAT,
 		unix.SYS_FACCESSAT2, unix.SYS_STATX:
 		f.RAX = errno(_ENOENT)
@@ -195,6 +199,11 @@ func doSyscall(c *percpu, f *TrapFrame) {
 		}
 	case unix.SYS_IOCTL:
 		f.RAX = errno(_ENOTTY)
+		if d := getFD(int64(a0)); d == nil {
+			f.RAX = errno(_EBADF)
+		} else if d.kind == fdEvtchn {
+			f.RAX = evtchnIoctl(d, a1, uintptr(a2))
+		}
 	case unix.SYS_GETCWD:
 		if a1 < 2 {
 			f.RAX = errno(_ERANGE)
@@ -375,4 +384,25 @@ func sysPrlimit(res int, old uintptr) uint64 {
 	*(*uint64)(ptr(old)) = cur
 	*(*uint64)(ptr(old + 8)) = max
 	return 0
+}
+
+// sysOpen opens the few device files the kernel provides.
+func sysOpen(path uintptr, flags uint64) uint64 {
+	var name [32]byte
+	n := 0
+	for ; n < len(name); n++ {
+		if !userOK(path+uintptr(n), 1, false) {
+			return errno(_EFAULT)
+		}
+		b := *(*byte)(ptr(path + uintptr(n)))
+		if b == 0 {
+			break
+		}
+		name[n] = b
+	}
+	switch string(name[:n]) {
+	case "/dev/xen/evtchn":
+		return evtchnOpen(flags)
+	}
+	return errno(_ENOENT)
 }

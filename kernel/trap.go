@@ -40,6 +40,10 @@ func irq(c *percpu, f *TrapFrame, inThread bool) {
 		return
 	}
 	lapicEOIWrite()
+	if f.Vector == xenUpcallVector && onXen {
+		xenUpcall()
+		return
+	}
 	if f.Vector != timerVector {
 		return
 	}

@@ -1,0 +1,64 @@
+package kernel
+
+import "github.com/unikgo/unikgo/xenpv"
+
+// Xen PVH platform: hypercalls, shared_info, the PV console, Xen's wall
+// clock, event-channel upcalls on a LAPIC vector, and SCHEDOP_shutdown.
+
+const xenUpcallVector = 0xf3
+
+var (
+	xenCons     xenpv.Console
+	xenConsPort uint32
+	onXen       bool
+)
+
+func xenInit() {
+	xenpv.InitHypercalls(xenBase)
+	if _, err := xenpv.MapSharedInfo(); err != nil {
+		kprint("unikgo: xen: cannot map shared_info; continuing without event channels\n")
+		return
+	}
+	onXen = true
+	if c, err := xenpv.OpenConsole(); err == nil {
+		xenCons = c
+	} else {
+		kprint("unikgo: xen: no PV console; output stays on port 0xe9\n")
+	}
+	if port, err := xenpv.GetParam(xenpv.ParamConsoleEvtchn); err == nil {
+		xenConsPort = uint32(port)
+	}
+	if hz := xenpv.TSCHz(); hz != 0 {
+		tscHz = hz
+	}
+	if err := xenpv.SetUpcallVector(0, xenUpcallVector); err != nil {
+		kprint("unikgo: xen: cannot set the event upcall vector\n")
+	}
+	platformShutdown = xenShutdown
+}
+
+// xenWallClock sets the realtime base from Xen's wall clock.
+func xenWallClock() {
+	if onXen {
+		wallBaseNS = xenpv.WallClock() - nanotime()
+	}
+}
+
+// xenShutdown ends the domain: poweroff for status 0, crash otherwise, so
+// the toolstack's on_poweroff / on_crash policies apply. The status is
+// printed first since Xen carries no exit code.
+func xenShutdown(code int) {
+	kprint("unikgo: exit status ")
+	kprintDec(uint64(code))
+	kprint("\n")
+	reason := uint32(xenpv.ShutdownPoweroff)
+	if code != 0 {
+		reason = xenpv.ShutdownCrash
+	}
+	xenpv.SchedShutdown(reason)
+}
+
+// xenUpcall handles the event-channel upcall vector.
+func xenUpcall() {
+	xenpv.ScanEvents(evtchnFired)
+}
