@@ -31,6 +31,10 @@ func qemuProcsUsing(dir string) []string {
 // left behind and Xen's console log stays for diagnosis.
 func TestBootDeadlineKillsQEMU(t *testing.T) {
 	dir := t.TempDir()
+	// Build or find the dom0 first: only the boot is under test, not a cold build.
+	if _, err := EnsureArtifacts(context.Background(), BuildOptions{Progress: os.Stderr}); err != nil {
+		t.Fatalf("%v (install the lab's dependencies with qemu-tests/xenlab/install-deps.sh)", err)
+	}
 	start := time.Now()
 	l, err := Start(context.Background(), Options{Dir: dir, BootTimeout: 3 * time.Second})
 	if err == nil {

@@ -62,7 +62,8 @@ type Lab struct {
 	deadline  *time.Timer
 	closeOnce sync.Once
 	closeErr  error
-	broken    error // set when the control channel is unusable
+	brokenMu  sync.Mutex
+	broken    error // set when the control channel is unusable; see fail
 	ready     bool  // dom0's control loop answered READY
 }
 
@@ -269,8 +270,8 @@ func (l *Lab) waitReady(ctx context.Context) error {
 func (l *Lab) Run(ctx context.Context, script string) (Result, error) {
 	l.runMu.Lock()
 	defer l.runMu.Unlock()
-	if l.broken != nil {
-		return Result{}, l.broken
+	if err := l.brokenErr(); err != nil {
+		return Result{}, err
 	}
 	timeout := defaultRunTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -283,8 +284,7 @@ func (l *Lab) Run(ctx context.Context, script string) (Result, error) {
 	l.nextID++
 	id := l.nextID
 	if _, err := io.WriteString(l.conn, runLine(id, secs, script)); err != nil {
-		l.broken = fmt.Errorf("xenlab: control channel write failed (%v); dom0 is gone, see %s", err, l.XenLogPath())
-		return Result{}, l.broken
+		return Result{}, l.fail(fmt.Errorf("xenlab: control channel write failed (%v); dom0 is gone, see %s", err, l.XenLogPath()))
 	}
 	// dom0 kills the script at secs; allow it a little more to report back.
 	grace := time.NewTimer(timeout + 15*time.Second)
@@ -294,8 +294,7 @@ func (l *Lab) Run(ctx context.Context, script string) (Result, error) {
 		select {
 		case m, ok := <-l.msgs:
 			if !ok {
-				l.broken = fmt.Errorf("xenlab: control channel closed while running %q; see %s", firstLine(script), l.XenLogPath())
-				return Result{}, l.broken
+				return Result{}, l.fail(fmt.Errorf("xenlab: control channel closed while running %q; see %s", firstLine(script), l.XenLogPath()))
 			}
 			if m.id != id {
 				continue // a late answer to an abandoned request
@@ -308,13 +307,27 @@ func (l *Lab) Run(ctx context.Context, script string) (Result, error) {
 				return res, nil
 			}
 		case <-grace.C:
-			l.broken = fmt.Errorf("xenlab: dom0 did not answer %q within %s; dom0 hung, see %s", firstLine(script), timeout+15*time.Second, l.XenLogPath())
-			return Result{}, l.broken
+			return Result{}, l.fail(fmt.Errorf("xenlab: dom0 did not answer %q within %s; dom0 hung, see %s", firstLine(script), timeout+15*time.Second, l.XenLogPath()))
 		case <-l.qemuDone:
-			l.broken = fmt.Errorf("xenlab: QEMU exited while running %q; see %s", firstLine(script), l.XenLogPath())
-			return Result{}, l.broken
+			return Result{}, l.fail(fmt.Errorf("xenlab: QEMU exited while running %q; see %s", firstLine(script), l.XenLogPath()))
 		}
 	}
+}
+
+// fail marks the control channel unusable (dom0 hung or gone) and returns err.
+func (l *Lab) fail(err error) error {
+	l.brokenMu.Lock()
+	defer l.brokenMu.Unlock()
+	if l.broken == nil {
+		l.broken = err
+	}
+	return l.broken
+}
+
+func (l *Lab) brokenErr() error {
+	l.brokenMu.Lock()
+	defer l.brokenMu.Unlock()
+	return l.broken
 }
 
 // MustSucceed runs a script like Run and turns a non-zero exit status into an error that
@@ -358,7 +371,7 @@ func (l *Lab) Close() error {
 			l.deadline.Stop()
 		}
 		if l.qemuDone != nil {
-			if !l.ready || l.broken != nil {
+			if !l.ready || l.brokenErr() != nil {
 				l.kill() // nobody to power off cleanly
 			} else {
 				fmt.Fprintf(l.progress, "xenlab: powering dom0 off\n")
