@@ -54,3 +54,29 @@ func TestBootDeadlineKillsQEMU(t *testing.T) {
 		t.Errorf("Xen's console log was not kept (%d bytes)", len(log))
 	}
 }
+
+// TestLabDeadlineKillsQEMU: the lab's hard deadline kills QEMU whatever it is doing.
+func TestLabDeadlineKillsQEMU(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := EnsureArtifacts(context.Background(), BuildOptions{Progress: os.Stderr}); err != nil {
+		t.Fatalf("%v (install the lab's dependencies with qemu-tests/xenlab/install-deps.sh)", err)
+	}
+	start := time.Now()
+	l, err := Start(context.Background(), Options{Dir: dir, Timeout: 4 * time.Second})
+	if err == nil {
+		l.Close()
+		t.Fatal("Start succeeded within a 4s lab deadline; want QEMU killed")
+	}
+	if !strings.Contains(err.Error(), "lab deadline 4s reached") {
+		t.Fatalf("Start: %v; want QEMU killed at the deadline", err)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("deadline 4s, but Start returned after %s", took)
+	}
+	if p := qemuProcsUsing(dir); len(p) != 0 {
+		t.Errorf("QEMU processes left behind: %v", p)
+	}
+	if log := readText(filepath.Join(dir, xenLogName)); !strings.Contains(log, "Xen version") {
+		t.Errorf("Xen's console log was not kept (%d bytes)", len(log))
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -63,8 +64,9 @@ type Lab struct {
 	closeOnce sync.Once
 	closeErr  error
 	brokenMu  sync.Mutex
-	broken    error // set when the control channel is unusable; see fail
-	ready     bool  // dom0's control loop answered READY
+	broken    error       // set when the control channel is unusable; see fail
+	ready     bool        // dom0's control loop answered READY
+	expired   atomic.Bool // the lab deadline fired and killed QEMU
 }
 
 // Result is the outcome of a dom0 command.
@@ -214,6 +216,7 @@ func (l *Lab) startQEMU(bin string) error {
 	}()
 	l.deadline = time.AfterFunc(l.opts.Timeout, func() {
 		fmt.Fprintf(l.progress, "xenlab: lab deadline %s reached; killing QEMU (logs in %s)\n", l.opts.Timeout, l.dir)
+		l.expired.Store(true)
 		l.kill()
 	})
 
@@ -246,6 +249,9 @@ func (l *Lab) waitReady(ctx context.Context) error {
 		select {
 		case m, ok := <-l.msgs:
 			if !ok {
+				if l.expired.Load() {
+					return l.deadlineErr()
+				}
 				return fmt.Errorf("xenlab: dom0 boot failed (control channel closed); last Xen console lines: %s", l.tail(l.XenLogPath(), 5))
 			}
 			switch m.verb {
@@ -255,6 +261,9 @@ func (l *Lab) waitReady(ctx context.Context) error {
 				return fmt.Errorf("xenlab: dom0 setup failed at %q; see %s", m.rest, l.XenLogPath())
 			}
 		case <-l.qemuDone:
+			if l.expired.Load() {
+				return l.deadlineErr()
+			}
 			return fmt.Errorf("xenlab: QEMU exited during boot (%v); last Xen console lines: %s", l.qemuErr, l.tail(l.XenLogPath(), 5))
 		case <-t.C:
 			return fmt.Errorf("xenlab: dom0 not ready within %s; see %s", l.opts.BootTimeout, l.XenLogPath())
@@ -262,6 +271,10 @@ func (l *Lab) waitReady(ctx context.Context) error {
 			return fmt.Errorf("xenlab: waiting for dom0: %w", ctx.Err())
 		}
 	}
+}
+
+func (l *Lab) deadlineErr() error {
+	return fmt.Errorf("xenlab: lab deadline %s reached, QEMU killed; logs in %s", l.opts.Timeout, l.dir)
 }
 
 // Run runs a shell script in dom0 and returns its output and exit status. The script is
@@ -316,6 +329,9 @@ func (l *Lab) Run(ctx context.Context, script string) (Result, error) {
 
 // fail marks the control channel unusable (dom0 hung or gone) and returns err.
 func (l *Lab) fail(err error) error {
+	if l.expired.Load() {
+		err = l.deadlineErr()
+	}
 	l.brokenMu.Lock()
 	defer l.brokenMu.Unlock()
 	if l.broken == nil {
