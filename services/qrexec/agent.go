@@ -64,7 +64,7 @@ const maxWaiting = 64
 var (
 	// ErrRefused: dom0 refused a Call (policy, unknown target, ...).
 	ErrRefused = errors.New("qrexec: service call refused")
-	// ErrNotConnected: Call needs a running Serve.
+	// ErrNotConnected: Call found no control connection to dom0.
 	ErrNotConnected = errors.New("qrexec: agent is not connected to dom0")
 )
 
@@ -86,11 +86,12 @@ type Agent struct {
 	mu       sync.Mutex
 	services map[string]Handler
 	sess     *session
+	ready    chan struct{} // closed while a session is up
 }
 
 // NewAgent returns an agent that opens data connections with d.
 func NewAgent(d Dialer) *Agent {
-	return &Agent{dialer: d, services: make(map[string]Handler)}
+	return &Agent{dialer: d, services: make(map[string]Handler), ready: make(chan struct{})}
 }
 
 // Handle registers h for a service name ("qubes.Foo") or for one argument
@@ -159,6 +160,7 @@ func (a *Agent) Serve(ctx context.Context, ctrl io.ReadWriteCloser) error {
 		return errors.New("qrexec: agent is already serving a control connection")
 	}
 	a.sess = s
+	close(a.ready)
 	a.mu.Unlock()
 
 	var wg sync.WaitGroup
@@ -166,6 +168,7 @@ func (a *Agent) Serve(ctx context.Context, ctrl io.ReadWriteCloser) error {
 		cancel()
 		a.mu.Lock()
 		a.sess = nil
+		a.ready = make(chan struct{})
 		a.mu.Unlock()
 		close(s.done)
 		wg.Wait()
@@ -352,57 +355,42 @@ func (a *Agent) serveRequest(ctx context.Context, s *session, r *execRequest) {
 		a.logf("qrexec: %q: no handler, exit code %d", r.params.Cmdline, code)
 	}
 	req := &Request{Type: r.typ, Domain: domain, Port: port, Version: v, Command: r.cmd}
-	maxChunk := MaxChunk(v)
 	if r.typ == MsgJustExec {
 		// The caller only learns whether the service started.
 		dc.send(MsgDataExitCode, encodeExitCode(code))
 		rwc.Close()
 		terminate()
 		if h != nil {
-			a.runHandler(ctx, h, req, strings.NewReader(""), io.Discard, io.Discard)
+			runHandler(ctx, h, req, strings.NewReader(""), io.Discard, io.Discard, a.logf)
 		}
 		return
 	}
-	stdout := &chunkWriter{c: dc, t: MsgDataStdout, maxChunk: maxChunk}
-	stderr := &chunkWriter{c: dc, t: MsgDataStderr, maxChunk: maxChunk}
-	if h != nil {
-		stdin := &stdinReader{c: dc, maxChunk: maxChunk}
-		code = a.runHandler(ctx, h, req, stdin, stdout, stderr)
-	}
-	// EOF on both output streams, then the exit code, as the Linux agent.
-	if err := stdout.close(); err != nil {
+	if err := serveData(ctx, dc, h, req, code, a.logf); err != nil {
 		a.logf("qrexec: %q: %v", r.params.Cmdline, err)
-		return
 	}
-	if err := stderr.close(); err != nil {
-		return
-	}
-	dc.send(MsgDataExitCode, encodeExitCode(code))
-}
-
-// runHandler calls h, turning a panic into ExitProblem so one broken
-// service does not take the agent down.
-func (a *Agent) runHandler(ctx context.Context, h Handler, req *Request, stdin io.Reader, stdout, stderr io.Writer) (code int) {
-	defer func() {
-		if p := recover(); p != nil {
-			a.logf("qrexec: service %s panicked: %v", req.Service, p)
-			code = ExitProblem
-		}
-	}()
-	return h(ctx, req, stdin, stdout, stderr)
 }
 
 // Call asks dom0 to run service ("qubes.Foo" or "qubes.Foo+arg") in
 // target, as qrexec-client-vm does. stdin is sent to the service (nil for
 // none); its stdout and stderr are written to stdout and stderr (nil to
 // discard). It returns the service's exit code, ErrRefused if dom0's
-// policy refused the call, or another error. Serve must be running.
+// policy refused the call, or another error. Until Serve has a control
+// connection up, Call waits for one (bounded by ctx).
 func (a *Agent) Call(ctx context.Context, target, service string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	a.mu.Lock()
-	s := a.sess
-	a.mu.Unlock()
-	if s == nil {
-		return 0, ErrNotConnected
+	var s *session
+	for s == nil {
+		a.mu.Lock()
+		s = a.sess
+		ready := a.ready
+		a.mu.Unlock()
+		if s != nil {
+			break
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: %w", ErrNotConnected, ctx.Err())
+		}
 	}
 	ch := make(chan callResult, 1)
 	s.mu.Lock()

@@ -485,7 +485,9 @@ func TestCall(t *testing.T) {
 func TestCallRefused(t *testing.T) {
 	ctx := testCtx(t)
 	a := NewAgent(newPipeDialer())
-	if _, err := a.Call(ctx, "vm", "qubes.X", nil, nil, nil); !errors.Is(err, ErrNotConnected) {
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := a.Call(short, "vm", "qubes.X", nil, nil, nil); !errors.Is(err, ErrNotConnected) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Call without Serve = %v", err)
 	}
 	d := startAgent(t, a, 4)

@@ -168,3 +168,59 @@ func FuzzControlStream(f *testing.F) {
 		}
 	})
 }
+
+func FuzzTriggerParams(f *testing.F) {
+	field := func(s string, n int) []byte { b := make([]byte, n); copy(b, s); return b }
+	f.Add(true, cat(field("sys-net", 64), field("dom0", 64), field("CALL1", 32), []byte("qubes.X+y\x00")))
+	f.Add(false, cat(field("dom0", 64), field("SOCKET5", 32), []byte("qubes.X\x00")))
+	f.Add(false, cat(field("dom0", 64), field("A", 32), []byte("a\x00b\x00")))
+	f.Fuzz(func(t *testing.T, v4 bool, b []byte) {
+		typ, version := MsgTriggerService3, uint32(3)
+		if v4 {
+			typ, version = MsgTriggerService4, 4
+		}
+		p, err := DecodeTriggerParams(typ, b)
+		if err != nil {
+			return
+		}
+		gotType, out, err := p.Encode(version)
+		if err != nil || gotType != typ {
+			t.Fatalf("decoded %+v does not re-encode: %s %v", p, gotType, err)
+		}
+		back, err := DecodeTriggerParams(typ, out)
+		if err != nil || back != p {
+			t.Fatalf("round trip %+v -> %+v, %v", p, back, err)
+		}
+	})
+}
+
+// FuzzDaemonStream plays arbitrary bytes as a VM's agent against the
+// dom0-side Daemon, whose policy allows one service.
+func FuzzDaemonStream(f *testing.F) {
+	field := func(s string, n int) []byte { b := make([]byte, n); copy(b, s); return b }
+	msg := func(typ MsgType, p []byte) []byte { return cat(le32(uint32(typ)), le32(uint32(len(p))), p) }
+	hello := cat(le32(0x300), le32(4), le32(4))
+	f.Add(hello)
+	f.Add(cat(hello, msg(MsgTriggerService4, cat(field("", 64), field("dom0", 64), field("CALL1", 32), []byte("qubes.Ok\x00")))))
+	f.Add(cat(hello, msg(MsgTriggerService3, cat(field("dom0", 64), field("CALL2", 32), []byte("qubes.No\x00")))))
+	f.Add(cat(hello, msg(MsgConnectionTerminated, cat(le32(0), le32(513)))))
+	f.Add(cat(le32(0x300), le32(4), le32(3), msg(MsgTriggerService4, make([]byte, 170))))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d := NewDaemon(fixedDialer{})
+		d.Policy = func(call TriggerParams) Handler {
+			if call.Service != "qubes.Ok" {
+				return nil
+			}
+			return func(ctx context.Context, req *Request, stdin io.Reader, stdout, stderr io.Writer) int {
+				io.Copy(stdout, stdin)
+				return 0
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d.Serve(ctx, fixedRWC{bytes.NewReader(b)})
+		if ctx.Err() != nil {
+			t.Fatal("Serve did not finish a finite stream")
+		}
+	})
+}

@@ -9,11 +9,15 @@
 // control stream is an io.ReadWriteCloser and data connections come from a
 // Dialer, which production code implements with vchan.
 //
+// Daemon is the dom0 end of the same conversation, for host tests and
+// the Xen lab where no Qubes dom0 exists.
+//
 // Protocol facts follow qubes-core-qrexec (libqrexec/qrexec.h, the agent
 // and daemon); every message from the peer is validated before use.
 package qrexec
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 )
@@ -327,4 +331,68 @@ func (p TriggerParams) Encode(version uint32) (MsgType, []byte, error) {
 	off += ServiceParamsSize
 	copy(b[off:], p.Service)
 	return t, b, nil
+}
+
+// DecodeTriggerParams decodes a TRIGGER_SERVICE3 or TRIGGER_SERVICE4
+// payload sent by a VM, with qrexec-daemon's checks made strict: domain
+// fields NUL-terminated within 64 bytes and valid names (the source may be
+// empty), a valid request ident, and a NUL-terminated service name with no
+// NUL before its end. Characters the daemon would replace by '_' are
+// refused.
+func DecodeTriggerParams(t MsgType, b []byte) (TriggerParams, error) {
+	fixed := TriggerParams3Size
+	switch t {
+	case MsgTriggerService3:
+	case MsgTriggerService4:
+		fixed = TriggerParams4Size
+	default:
+		return TriggerParams{}, fmt.Errorf("qrexec: %s is not a trigger message", t)
+	}
+	if len(b) <= fixed || len(b) > fixed+MaxServiceNameLen+1 {
+		return TriggerParams{}, fmt.Errorf("qrexec: %s payload is %d bytes, want %d to %d", t, len(b), fixed+1, fixed+MaxServiceNameLen+1)
+	}
+	var p TriggerParams
+	var err error
+	off := 0
+	if t == MsgTriggerService4 {
+		if p.Source, err = domainField(b[:DomainNameSize], "source domain"); err != nil {
+			return TriggerParams{}, err
+		}
+		if p.Source != "" {
+			if err := CheckDomainName(p.Source); err != nil {
+				return TriggerParams{}, err
+			}
+		}
+		off = DomainNameSize
+	}
+	if p.Target, err = domainField(b[off:off+DomainNameSize], "target domain"); err != nil {
+		return TriggerParams{}, err
+	}
+	if err := CheckDomainName(p.Target); err != nil {
+		return TriggerParams{}, err
+	}
+	off += DomainNameSize
+	if p.Ident, err = DecodeServiceParams(b[off : off+ServiceParamsSize]); err != nil {
+		return TriggerParams{}, err
+	}
+	name := b[off+ServiceParamsSize:]
+	if i := bytes.IndexByte(name, 0); i != len(name)-1 {
+		return TriggerParams{}, fmt.Errorf("qrexec: service name in %s is not a single NUL-terminated string", t)
+	}
+	p.Service = string(name[:len(name)-1])
+	if err := CheckServiceName(p.Service); err != nil {
+		return TriggerParams{}, err
+	}
+	return p, nil
+}
+
+// domainField decodes a 64-byte domain name field. Bytes after the NUL
+// are ignored, as the daemon ignores them (senders leave strncpy garbage
+// there in principle).
+func domainField(b []byte, what string) (string, error) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return "", fmt.Errorf("qrexec: %s is not NUL-terminated within %d bytes", what, len(b))
+	}
+	return string(b[:i]), nil
 }

@@ -1,6 +1,7 @@
 package qrexec
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -249,4 +250,36 @@ func runClientSide(c *conn, version uint32, stdin io.Reader, stdout, stderr io.W
 			return 0, fmt.Errorf("qrexec: got %s from a service, want stdout, stderr or exit code", h.Type)
 		}
 	}
+}
+
+// serveData is the service's end of a data connection: it runs h (nil
+// means there is nothing to run and code says why), then sends EOF on
+// stdout and stderr and the exit code, as the Linux agent does.
+func serveData(ctx context.Context, dc *conn, h Handler, req *Request, code int, logf func(string, ...any)) error {
+	maxChunk := MaxChunk(req.Version)
+	stdout := &chunkWriter{c: dc, t: MsgDataStdout, maxChunk: maxChunk}
+	stderr := &chunkWriter{c: dc, t: MsgDataStderr, maxChunk: maxChunk}
+	if h != nil {
+		stdin := &stdinReader{c: dc, maxChunk: maxChunk}
+		code = runHandler(ctx, h, req, stdin, stdout, stderr, logf)
+	}
+	if err := stdout.close(); err != nil {
+		return err
+	}
+	if err := stderr.close(); err != nil {
+		return err
+	}
+	return dc.send(MsgDataExitCode, encodeExitCode(code))
+}
+
+// runHandler calls h, turning a panic into ExitProblem so one broken
+// service does not take the whole agent down.
+func runHandler(ctx context.Context, h Handler, req *Request, stdin io.Reader, stdout, stderr io.Writer, logf func(string, ...any)) (code int) {
+	defer func() {
+		if p := recover(); p != nil {
+			logf("qrexec: service %s panicked: %v", req.Service, p)
+			code = ExitProblem
+		}
+	}()
+	return h(ctx, req, stdin, stdout, stderr)
 }
