@@ -85,8 +85,9 @@ type Agent struct {
 
 	mu       sync.Mutex
 	services map[string]Handler
-	sess     *session
-	ready    chan struct{} // closed while a session is up
+	serving  bool          // a Serve is running (handshake included)
+	sess     *session      // set once the handshake is done
+	ready    chan struct{} // closed while sess is set
 }
 
 // NewAgent returns an agent that opens data connections with d.
@@ -148,6 +149,19 @@ func (a *Agent) Serve(ctx context.Context, ctrl io.ReadWriteCloser) error {
 	defer stop()
 	defer ctrl.Close()
 
+	a.mu.Lock()
+	if a.serving {
+		a.mu.Unlock()
+		return errors.New("qrexec: agent is already serving a control connection")
+	}
+	a.serving = true
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.serving = false
+		a.mu.Unlock()
+	}()
+
 	c := &conn{rwc: ctrl}
 	v, err := handshake(c)
 	if err != nil {
@@ -155,10 +169,6 @@ func (a *Agent) Serve(ctx context.Context, ctrl io.ReadWriteCloser) error {
 	}
 	s := &session{c: c, version: v, done: make(chan struct{}), pending: make(map[string]chan callResult)}
 	a.mu.Lock()
-	if a.sess != nil {
-		a.mu.Unlock()
-		return errors.New("qrexec: agent is already serving a control connection")
-	}
 	a.sess = s
 	close(a.ready)
 	a.mu.Unlock()

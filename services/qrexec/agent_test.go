@@ -794,3 +794,13 @@ func TestNestedCallWithFullSlots(t *testing.T) {
 		t.Errorf("outer exit code %d, want 5", code)
 	}
 }
+
+func TestSecondServeRefused(t *testing.T) {
+	a := NewAgent(newPipeDialer())
+	startAgent(t, a, 4)
+	x, y := net.Pipe()
+	defer y.Close()
+	if err := a.Serve(testCtx(t), x); err == nil || !strings.Contains(err.Error(), "already serving") {
+		t.Errorf("second Serve = %v", err)
+	}
+}

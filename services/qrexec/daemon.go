@@ -36,9 +36,10 @@ type Daemon struct {
 	// Logf, if set, reports refused calls and failed connections.
 	Logf func(format string, args ...any)
 
-	mu    sync.Mutex
-	sess  *daemonSession
-	ready chan struct{} // closed while a session is up
+	mu      sync.Mutex
+	serving bool           // a Serve is running (handshake included)
+	sess    *daemonSession // set once the handshake is done
+	ready   chan struct{}  // closed while sess is set
 }
 
 type daemonSession struct {
@@ -68,6 +69,19 @@ func (d *Daemon) Serve(ctx context.Context, ctrl io.ReadWriteCloser) error {
 	stop := context.AfterFunc(ctx, func() { ctrl.Close() })
 	defer stop()
 	defer ctrl.Close()
+	d.mu.Lock()
+	if d.serving {
+		d.mu.Unlock()
+		return errors.New("qrexec: daemon already serves a VM")
+	}
+	d.serving = true
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.serving = false
+		d.mu.Unlock()
+	}()
+
 	c := &conn{rwc: ctrl}
 	v, err := handshake(c)
 	if err != nil {
@@ -75,10 +89,6 @@ func (d *Daemon) Serve(ctx context.Context, ctrl io.ReadWriteCloser) error {
 	}
 	s := &daemonSession{c: c, version: v, ports: make(map[uint32]bool)}
 	d.mu.Lock()
-	if d.sess != nil {
-		d.mu.Unlock()
-		return errors.New("qrexec: daemon already serves a VM")
-	}
 	d.sess = s
 	close(d.ready)
 	d.mu.Unlock()
