@@ -21,6 +21,12 @@ func AddrFrom4(b [4]byte) Addr {
 	return a
 }
 
+// set4 stores the IPv4 address in the first 4 bytes of b into a.
+func (a *Addr) set4(b []byte) {
+	*(*[12]byte)(a[:12]) = v4Prefix
+	*(*[4]byte)(a[12:]) = [4]byte(b)
+}
+
 // AddrFromNetIP converts a netip.Addr (zone dropped). The zero netip.Addr
 // maps to the zero Addr.
 func AddrFromNetIP(ip netip.Addr) Addr {

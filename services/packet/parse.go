@@ -96,7 +96,10 @@ func parseIPv4(frame []byte, p *Packet) error {
 	p.L3End = p.L3Off + len(ip)
 	p.L4Off = p.L3Off + ip.HeaderLen()
 	p.HopLimit = ip.TTL()
-	p.Tuple = Tuple{Src: ip.Src(), Dst: ip.Dst(), Proto: ip.Protocol()}
+	// Field-by-field stores avoid building and copying a temporary Tuple.
+	p.Tuple.Src.set4(ip[ipv4SrcOff:])
+	p.Tuple.Dst.set4(ip[ipv4DstOff:])
+	p.Tuple.Proto = ip.Protocol()
 	if off, more := ip.FragmentOffset(), ip.MoreFragments(); off > 0 || more {
 		p.Frag = FragmentInfo{Kind: FirstFragment, ID: uint32(ip.ID()), Offset: off, More: more}
 		if off > 0 {
@@ -121,7 +124,7 @@ func parseIPv6(frame []byte, p *Packet) error {
 	p.L4Off = p.L3Off + x.Off
 	p.Frag = x.Frag
 	p.SegmentsLeft = x.SegmentsLeft
-	p.Tuple = Tuple{Src: ip.Src(), Dst: ip.Dst(), Proto: x.Proto}
+	p.Tuple.Src, p.Tuple.Dst, p.Tuple.Proto = ip.Src(), ip.Dst(), x.Proto
 	if x.Frag.Kind == LaterFragment {
 		return nil
 	}
