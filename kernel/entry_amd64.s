@@ -19,6 +19,7 @@
 #define PC_IDLETOP 48
 #define PC_IDLING 56
 #define PC_IDLEREQ 64
+#define PC_CR2 72
 
 #define MSR_FS_BASE $0xc0000100
 
@@ -39,6 +40,10 @@ TEXT ·trapCommon(SB),NOSPLIT|NOFRAME,$0
 	PUSHQ	R13
 	PUSHQ	R14
 	PUSHQ	R15
+	// CR2 first: anything below may exit to a hypervisor (WRMSR under
+	// nested Xen), which has been seen to lose the guest's CR2.
+	MOVQ	CR2, AX
+	MOVQ	AX, PC_CR2(GS)
 	MOVQ	PC_FX(GS), AX
 	FXSAVE64	(AX)
 	MOVQ	PC_KFS(GS), AX

@@ -12,7 +12,7 @@ const debugExitPort = 0xf4
 var platformShutdown func(code int)
 
 func powerOff(code int) {
-	if verbose {
+	if verbose && platformShutdown == nil {
 		kprint("unikgo: exit status ")
 		kprintDec(uint64(code))
 		kprint("\n")

@@ -1,6 +1,6 @@
 package kernel
 
-import ()
+import "github.com/unikgo/unikgo/kernel/insn"
 
 // trap is called by trapCommon for every exception, interrupt and system
 // call, with interrupts disabled, on an IST stack or the SYSCALL stack. It
@@ -59,7 +59,10 @@ func irq(c *percpu, f *TrapFrame, inThread bool) {
 func exception(c *percpu, f *TrapFrame) {
 	switch f.Vector {
 	case 14:
-		addr := readCR2()
+		addr := c.cr2
+		if addr == 0 && f.ErrCode&pfPresent == 0 {
+			addr = faultAddress(c, f)
+		}
 		if f.ErrCode&pfPresent == 0 || f.ErrCode&pfWrite != 0 {
 			code := faultIn(addr, f.ErrCode&pfWrite != 0, f.ErrCode&pfFetch != 0)
 			if code == 0 {
@@ -92,6 +95,10 @@ func fault(c *percpu, f *TrapFrame, sig int, code int32, addr uint64) {
 	if verbose {
 		kprint("unikgo: fault: signal ")
 		kprintDec(uint64(sig))
+		kprint(" vector ")
+		kprintDec(f.Vector)
+		kprint(" error ")
+		kprintHex(f.ErrCode)
 		kprint(" rip=")
 		kprintHex(f.RIP)
 		kprint(" addr=")
@@ -143,7 +150,7 @@ func kernelFault(c *percpu, f *TrapFrame) {
 	reg("rip", f.RIP)
 	reg("rsp", f.RSP)
 	reg("rflags", f.RFLAGS)
-	reg("cr2", uint64(readCR2()))
+	reg("cr2", uint64(c.cr2))
 	kprint("\n")
 	reg("rax", f.RAX)
 	reg("rbx", f.RBX)
@@ -200,4 +207,20 @@ func symbolize(pc uintptr, isReturn bool) {
 		}
 	}
 	kprint("\n")
+}
+
+// faultAddress recovers a page fault's address from the faulting
+// instruction when CR2 reads 0 (see package insn).
+func faultAddress(c *percpu, f *TrapFrame) uintptr {
+	if f.RIP < pageSize || f.RIP+insn.MaxLen > uint64(identTop) {
+		return 0
+	}
+	r := insn.Regs{RIP: f.RIP, FSBase: uint64(threads[c.cur].fsbase)}
+	r.GPR = [16]uint64{f.RAX, f.RCX, f.RDX, f.RBX, f.RSP, f.RBP, f.RSI, f.RDI,
+		f.R8, f.R9, f.R10, f.R11, f.R12, f.R13, f.R14, f.R15}
+	a, ok := insn.Address(userBytes(uintptr(f.RIP), insn.MaxLen), &r, f.ErrCode&pfWrite != 0)
+	if !ok {
+		return 0
+	}
+	return uintptr(a)
 }
