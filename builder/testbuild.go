@@ -19,6 +19,7 @@ type TestOptions struct {
 	Go       string    // go command; "" means "go" on PATH
 	Env      []string  // base environment; nil means os.Environ()
 	Progress io.Writer // progress lines for slow steps; nil is quiet
+	Tags     []string  // build tags (go test -tags)
 }
 
 // TestImage is a built test image.
@@ -67,7 +68,11 @@ func BuildTest(ctx context.Context, opts TestOptions) (*TestImage, error) {
 		return nil, err
 	}
 	linked := filepath.Join(work, "test")
-	args := []string{"test", "-c", "-trimpath", "-ldflags", ld, "-overlay", ov, "-o", linked, opts.Package}
+	args := []string{"test", "-c", "-trimpath", "-ldflags", ld, "-overlay", ov, "-o", linked}
+	if len(opts.Tags) > 0 {
+		args = append(args, "-tags", strings.Join(opts.Tags, ","))
+	}
+	args = append(args, opts.Package)
 	step := progress.Start(opts.Progress, "building tests of "+pkg.ImportPath)
 	if err := runGo(ctx, g, pkg.ImportPath, args); err != nil {
 		step.Cancel()

@@ -382,7 +382,7 @@ func sysMmap(addr, length uintptr, prot, flags uint32, fd int64) uintptr {
 	if n < length || n >= userTop {
 		return uintptr(errno(_ENOMEM))
 	}
-	if flags&mapAnonymous == 0 || fd != -1 {
+	if flags&mapAnonymous == 0 { // Linux ignores fd for anonymous mappings
 		return uintptr(errno(_ENODEV))
 	}
 	if flags&mapFixed != 0 {

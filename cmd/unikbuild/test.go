@@ -13,7 +13,7 @@ import (
 	"github.com/unikgo/unikgo/builder"
 )
 
-const testSynopsis = `test [-run RE] [-v] [-bench RE] [-short] [-count N] [run flags] PKG...
+const testSynopsis = `test [-run RE] [-skip RE] [-v] [-bench RE] [-short] [-count N] [-tags T] [run flags] PKG...
 
 Builds each package's tests as an image, boots it and prints ok/FAIL lines
 like go test. Exits 1 if any package fails.`
@@ -26,12 +26,14 @@ func runTest(ctx context.Context, e env, args []string) error {
 	var rf runFlags
 	rf.add(fs, defaultTestTimeout)
 	runRE := fs.String("run", "", "run only tests matching `regexp`")
+	skipRE := fs.String("skip", "", "do not run tests matching `regexp`")
+	tags := fs.StringSlice("tags", nil, "build `tags` (comma-separated), as go test -tags")
 	bench := fs.String("bench", "", "run benchmarks matching `regexp`")
 	verbose := fs.BoolP("verbose", "v", false, "print every test's output")
 	short := fs.Bool("short", false, "tell long-running tests to shorten their run time")
 	count := fs.Int("count", 0, "run each test and benchmark `n` times")
 	// go test spells them with one dash; accept that too.
-	if err := parse(fs, singleDashLong(args, "run", "bench", "short", "count")); err != nil {
+	if err := parse(fs, singleDashLong(args, "run", "skip", "bench", "short", "count", "tags")); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
@@ -52,6 +54,9 @@ func runTest(ctx context.Context, e env, args []string) error {
 	if *runRE != "" {
 		testArgs = append(testArgs, "-test.run="+*runRE)
 	}
+	if *skipRE != "" {
+		testArgs = append(testArgs, "-test.skip="+*skipRE)
+	}
 	if *bench != "" {
 		testArgs = append(testArgs, "-test.bench="+*bench)
 	}
@@ -69,7 +74,7 @@ func runTest(ctx context.Context, e env, args []string) error {
 	}
 	failed := false
 	for i, pkg := range pkgs {
-		ok, err := testOne(ctx, e, rf, pkg, filepath.Join(work, fmt.Sprintf("test%d", i)), testArgs, *verbose)
+		ok, err := testOne(ctx, e, rf, pkg, filepath.Join(work, fmt.Sprintf("test%d", i)), testArgs, *tags, *verbose)
 		if err != nil {
 			return err
 		}
@@ -83,8 +88,8 @@ func runTest(ctx context.Context, e env, args []string) error {
 
 // testOne builds and runs one package's tests and prints its summary line.
 // It returns an error only for problems that stop the whole run.
-func testOne(ctx context.Context, e env, rf runFlags, pkg, out string, testArgs []string, verbose bool) (bool, error) {
-	img, err := builder.BuildTest(ctx, builder.TestOptions{Package: pkg, Output: out, Progress: e.stderr})
+func testOne(ctx context.Context, e env, rf runFlags, pkg, out string, testArgs, tags []string, verbose bool) (bool, error) {
+	img, err := builder.BuildTest(ctx, builder.TestOptions{Package: pkg, Output: out, Progress: e.stderr, Tags: tags})
 	var ce *builder.CompileError
 	switch {
 	case errors.As(err, &ce):
