@@ -29,4 +29,8 @@ const (
 	shutdownGrace      = 20 * time.Second // dom0 poweroff before QEMU is killed
 	pollInterval       = 100 * time.Millisecond
 	heartbeatInterval  = 20 * time.Second // progress while building the dom0
+	cleanupGrace       = 10 * time.Second // WaitShutdown: how long to wait for xl's cleanup
+
+	// xlCleanedUp is what xl's per-domain log says once a destroyed domain is cleaned up.
+	xlCleanedUp = "Done. Exiting now"
 )

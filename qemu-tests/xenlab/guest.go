@@ -214,6 +214,9 @@ func (g *Guest) XLLogPath() string {
 	return filepath.Join(g.lab.share, logsDirName, "xl-"+g.Name+".log")
 }
 
+// XLLog returns xl's log for the guest so far (creation, shutdown reason, cleanup).
+func (g *Guest) XLLog() string { return readText(g.XLLogPath()) }
+
 // Console returns the guest's PV console output so far.
 func (g *Guest) Console() string { return readText(g.ConsoleLogPath()) }
 
@@ -270,20 +273,33 @@ func (g *Guest) waitLine(ctx context.Context, what string, re *regexp.Regexp, li
 
 var shutdownRE = regexp.MustCompile(`Domain (\d+) has shut down, reason code (\d+)`)
 
-// WaitShutdown waits until the guest shuts down and returns xl's shutdown reason. If ctx
-// ends first, the guest is destroyed (its logs stay) and an error names the logs.
+// WaitShutdown waits until the guest shuts down and returns xl's shutdown reason. It
+// returns once xl has also cleaned the domain up (devices and hotplug scripts released),
+// or a few seconds after the shutdown when the configuration keeps the domain. If ctx ends
+// first, the guest is destroyed (its logs stay) and an error names the logs.
 func (g *Guest) WaitShutdown(ctx context.Context) (ShutdownReason, error) {
 	t := time.NewTicker(pollInterval)
 	defer t.Stop()
+	var reason ShutdownReason = -1
+	var shutAt time.Time
 	for {
-		for _, m := range shutdownRE.FindAllStringSubmatch(readText(g.XLLogPath()), -1) {
-			if id, _ := strconv.Atoi(m[1]); id == g.DomID {
-				r, _ := strconv.Atoi(m[2])
-				return ShutdownReason(r), nil
+		log := g.XLLog()
+		if reason < 0 {
+			for _, m := range shutdownRE.FindAllStringSubmatch(log, -1) {
+				if id, _ := strconv.Atoi(m[1]); id == g.DomID {
+					r, _ := strconv.Atoi(m[2])
+					reason, shutAt = ShutdownReason(r), time.Now()
+				}
 			}
+		}
+		if reason >= 0 && (strings.Contains(log, xlCleanedUp) || time.Since(shutAt) > cleanupGrace) {
+			return reason, nil
 		}
 		select {
 		case <-ctx.Done():
+			if reason >= 0 {
+				return reason, nil // shut down; only xl's cleanup is outstanding
+			}
 			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			derr := g.Destroy(dctx)

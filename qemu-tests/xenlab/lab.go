@@ -54,6 +54,7 @@ type Lab struct {
 	qemuDone  chan struct{} // closed when QEMU has exited
 	qemuErr   error
 	listener  net.Listener
+	sockDir   string // holds the control socket; removed by Close
 	conn      net.Conn
 	msgs      chan ctlMsg
 	readErr   error
@@ -191,8 +192,8 @@ func (l *Lab) startQEMU(bin string) error {
 		return fmt.Errorf("xenlab: listen on %s: %w", sock, err)
 	}
 	l.listener = ln
+	l.sockDir = sockDir
 	l.qemuDone = make(chan struct{})
-	go func() { <-l.qemuDone; os.RemoveAll(sockDir) }()
 
 	logf, err := os.Create(filepath.Join(l.dir, qemuLogName))
 	if err != nil {
@@ -372,6 +373,9 @@ func (l *Lab) CopyIn(hostPath, name string) (string, error) {
 func (l *Lab) Dir() string        { return l.dir }
 func (l *Lab) XenLogPath() string { return filepath.Join(l.dir, xenLogName) }
 
+// XenLog returns Xen's console (COM1) so far: hypervisor, dom0 kernel and guests' "(dN)" lines.
+func (l *Lab) XenLog() string { return readText(l.XenLogPath()) }
+
 // BootTime is how long Xen + dom0 took from QEMU start to dom0's control loop.
 func (l *Lab) BootTime() time.Duration { return l.bootTime }
 
@@ -407,6 +411,9 @@ func (l *Lab) Close() error {
 		}
 		if l.listener != nil {
 			l.listener.Close()
+		}
+		if l.sockDir != "" {
+			os.RemoveAll(l.sockDir)
 		}
 	})
 	return l.closeErr

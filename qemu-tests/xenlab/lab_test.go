@@ -217,3 +217,53 @@ func randomHex(t *testing.T, n int) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// TestHotplugIntoRunningGuest: a disk attached to a running guest reaches it through the
+// block-lab hotplug script and blkback, and dom0 reaches the guest over the bridge.
+func TestHotplugIntoRunningGuest(t *testing.T) {
+	l := lab(t)
+	pattern := "XENLAB-HOTPLUG-" + randomHex(t, 8)
+	disk := filepath.Join(t.TempDir(), "hot.img")
+	data := make([]byte, 1<<20)
+	copy(data, pattern)
+	if err := os.WriteFile(disk, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(`echo XENLAB-WAITING
+i=0
+while [ ! -b /dev/xvdb ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
+echo "hot:$(head -c %d /dev/xvdb)"
+`, len(pattern))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	g, err := l.Create(ctx, l.BaselineConfig("hotplug", "10.0.0.3/24", script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.WaitConsole(ctx, regexp.MustCompile("^XENLAB-WAITING")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.MustSucceed(ctx, "busybox ping -c 2 -W 5 10.0.0.3"); err != nil {
+		t.Errorf("dom0 cannot ping the guest: %v\n%s", err, out)
+	}
+	target, err := l.CopyIn(disk, "hotplug.hot.img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.MustSucceed(ctx, fmt.Sprintf("xl block-attach hotplug 'format=raw,vdev=xvdb,access=ro,script=block-lab,target=%s'", target)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.WaitConsole(ctx, regexp.MustCompile("^hot:")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.WaitShutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(g.Console(), "hot:"+pattern) {
+		t.Errorf("hot-plugged disk did not show the pattern:\n%s", g.Console())
+	}
+	// The loop device behind the disk is released with the domain.
+	if out, err := l.MustSucceed(ctx, "losetup -a"); err != nil || strings.Contains(out, "hotplug.hot.img") {
+		t.Errorf("loop device still attached after the guest is gone: %q %v", out, err)
+	}
+}
