@@ -20,6 +20,8 @@ const (
 	logsDirName   = "logs"         // under share: dom0's /var/log/xen
 	imagesDirName = "images"       // under share: guest kernels, ramdisks, disks, configs
 
+	minQEMUMajor       = 10  // see checkQEMU
+	minGuestMemMiB     = 256 // memory left to guests at the least
 	defaultMemoryMiB   = 3072
 	defaultDom0MemMiB  = 1536
 	defaultCPUs        = 1

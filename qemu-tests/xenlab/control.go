@@ -7,7 +7,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"sync"
 )
 
 // ctlMsg is one line from dom0's control loop (see assets/dom0-init).
@@ -18,16 +17,14 @@ type ctlMsg struct {
 }
 
 // ctlReader parses the control channel into messages. It runs in its own goroutine and
-// closes msgs when the channel ends (QEMU exited or the socket closed).
-func ctlReader(r io.Reader, msgs chan<- ctlMsg, errp *error, mu *sync.Mutex) {
+// closes msgs when the channel ends (QEMU exited or the socket closed); the callers then
+// report QEMU's state and Xen's console, which say more than the read error.
+func ctlReader(r io.Reader, msgs chan<- ctlMsg) {
 	defer close(msgs)
 	br := bufio.NewReaderSize(r, 1<<16)
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
-			mu.Lock()
-			*errp = err
-			mu.Unlock()
 			return
 		}
 		m, ok := parseCtlLine(strings.TrimRight(line, "\r\n"))

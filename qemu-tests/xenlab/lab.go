@@ -57,8 +57,6 @@ type Lab struct {
 	sockDir   string // holds the control socket; removed by Close
 	conn      net.Conn
 	msgs      chan ctlMsg
-	readErr   error
-	readMu    sync.Mutex
 	runMu     sync.Mutex // one command at a time on the control channel
 	nextID    int
 	deadline  *time.Timer
@@ -87,9 +85,13 @@ func Start(ctx context.Context, opts Options) (*Lab, error) {
 		opts.Build.Progress = l.progress
 	}
 	setDefaults(&l.opts)
-	qemuBin, err := exec.LookPath(l.opts.QEMU)
+	if l.opts.Dom0MemMiB+minGuestMemMiB > l.opts.MemoryMiB {
+		return nil, fmt.Errorf("xenlab: dom0 memory %d MiB leaves less than %d MiB of %d MiB for guests",
+			l.opts.Dom0MemMiB, minGuestMemMiB, l.opts.MemoryMiB)
+	}
+	qemuBin, err := checkQEMU(ctx, l.opts.QEMU)
 	if err != nil {
-		return nil, fmt.Errorf("xenlab: %s not found; run qemu-tests/xenlab/install-deps.sh", l.opts.QEMU)
+		return nil, err
 	}
 	art, err := EnsureArtifacts(ctx, opts.Build)
 	if err != nil {
@@ -113,6 +115,42 @@ func Start(ctx context.Context, opts Options) (*Lab, error) {
 	l.bootTime = time.Since(l.started)
 	fmt.Fprintf(l.progress, "xenlab: dom0 ready in %s\n", l.bootTime.Round(100*time.Millisecond))
 	return l, nil
+}
+
+// checkQEMU finds the emulator and refuses versions older than minQEMUMajor: bookworm's
+// QEMU 7.2 crashes Xen's PV dom0 under TCG right after Xen hands over, which would
+// otherwise surface as a confusing dom0 crash.
+func checkQEMU(ctx context.Context, name string) (string, error) {
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("xenlab: %s not found; run qemu-tests/xenlab/install-deps.sh", name)
+	}
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("xenlab: %s --version: %v", bin, err)
+	}
+	major, minor, err := parseQEMUVersion(string(out))
+	if err != nil {
+		return "", fmt.Errorf("xenlab: cannot read the version of %s: %v", bin, err)
+	}
+	if major < minQEMUMajor {
+		return "", fmt.Errorf("xenlab: %s is QEMU %d.%d; Xen's dom0 needs QEMU %d or newer: run qemu-tests/xenlab/install-deps.sh (installs it from bookworm-backports)",
+			bin, major, minor, minQEMUMajor)
+	}
+	return bin, nil
+}
+
+// parseQEMUVersion reads major and minor from "qemu-system-x86_64 --version" output.
+func parseQEMUVersion(out string) (major, minor int, err error) {
+	const prefix = "QEMU emulator version "
+	first := firstLine(out)
+	if !strings.HasPrefix(first, prefix) {
+		return 0, 0, fmt.Errorf("unexpected --version output %q", first)
+	}
+	if _, err := fmt.Sscanf(first[len(prefix):], "%d.%d", &major, &minor); err != nil {
+		return 0, 0, fmt.Errorf("unexpected --version output %q", first)
+	}
+	return major, minor, nil
 }
 
 func setDefaults(o *Options) {
@@ -239,7 +277,7 @@ func (l *Lab) startQEMU(bin string) error {
 		return fmt.Errorf("xenlab: QEMU did not connect its control socket within 30s; see %s", filepath.Join(l.dir, qemuLogName))
 	}
 	l.msgs = make(chan ctlMsg, 16)
-	go ctlReader(l.conn, l.msgs, &l.readErr, &l.readMu)
+	go ctlReader(l.conn, l.msgs)
 	return nil
 }
 

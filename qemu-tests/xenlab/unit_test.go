@@ -96,3 +96,21 @@ func TestShutdownReasonString(t *testing.T) {
 		t.Errorf("names: %s %s %s", Poweroff, Crash, ShutdownReason(9))
 	}
 }
+
+func TestParseQEMUVersion(t *testing.T) {
+	for _, tt := range []struct {
+		out          string
+		major, minor int
+		ok           bool
+	}{
+		{"QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\nCopyright", 10, 0, true},
+		{"QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n", 7, 2, true},
+		{"qemu-system-x86_64: unknown option", 0, 0, false},
+		{"QEMU emulator version x.y", 0, 0, false},
+	} {
+		major, minor, err := parseQEMUVersion(tt.out)
+		if (err == nil) != tt.ok || major != tt.major || minor != tt.minor {
+			t.Errorf("parseQEMUVersion(%q) = %d, %d, %v; want %d, %d, ok=%v", tt.out, major, minor, err, tt.major, tt.minor, tt.ok)
+		}
+	}
+}
