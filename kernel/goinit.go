@@ -1,7 +1,11 @@
 package kernel
 
 import (
+	"os"
 	"runtime/debug"
+	"strconv"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/unikgo/unikgo/boot"
 )
@@ -23,4 +27,13 @@ func init() {
 		limit = 1 << 20
 	}
 	debug.SetMaxStack(int(limit))
+	if bootTime {
+		// The kernel's package initialises just before the program's own:
+		// this is the guest time from the PVH entry to (almost) main.
+		var ts unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		us := ts.Nano() / 1000
+		os.Stderr.WriteString("unikgo: main after " + strconv.FormatInt(us/1000, 10) + "." +
+			strconv.FormatInt(1000+us%1000, 10)[1:] + " ms\n")
+	}
 }

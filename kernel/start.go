@@ -11,6 +11,7 @@ import (
 var (
 	verbose  bool
 	quiet    bool
+	bootTime bool
 	ncpu     = 1
 	platform = "qemu"
 	xenBase  uint32
@@ -109,6 +110,7 @@ func kernelMain() {
 	}
 	verbose = line.Option("verbose")
 	quiet = line.Option("quiet")
+	bootTime = line.Option("boottime")
 	if line.Option("faulttest") {
 		// Exercises the kernel-fault report (registers, symbolized
 		// backtrace, exit status 125) in the boot tests.

@@ -23,15 +23,6 @@ func doSyscall(c *percpu, f *TrapFrame) {
 		f.RAX = sysFcntl(int64(a0), int(a1), a2)
 	case unix.SYS_MMAP:
 		f.RAX = uint64(sysMmap(uintptr(a0), uintptr(a1), uint32(a2), uint32(a3), int64(int32(f.R8))))
-		if verbose {
-			kprint("unikgo: mmap ")
-			kprintHex(a0)
-			kprint(" ")
-			kprintHex(a1)
-			kprint(" -> ")
-			kprintHex(f.RAX)
-			kprint("\n")
-		}
 	case unix.SYS_MUNMAP:
 		f.RAX = uint64(sysMunmap(uintptr(a0), uintptr(a1)))
 	case unix.SYS_MPROTECT:

@@ -77,8 +77,14 @@ func exception(c *percpu, f *TrapFrame) {
 	case 1, 3:
 		fault(c, f, sigTRAP, 1, f.RIP)
 	case 6:
+		if emulate(f) {
+			return
+		}
 		fault(c, f, sigILL, 2, f.RIP) // ILL_ILLOPN
 	case 13, 12:
+		if f.Vector == 13 && emulate(f) {
+			return
+		}
 		fault(c, f, sigSEGV, 0x80, 0) // SI_KERNEL
 	case 16, 19:
 		fault(c, f, sigFPE, 0, f.RIP)
@@ -223,4 +229,27 @@ func faultAddress(c *percpu, f *TrapFrame) uintptr {
 		return 0
 	}
 	return uintptr(a)
+}
+
+// emulate performs instructions a hypervisor refused although CPUID
+// advertises them: RDTSCP raises #GP for Xen guests in the nested QEMU lab,
+// and the runtime uses it in cputicks. It reports whether f was handled.
+func emulate(f *TrapFrame) bool {
+	if f.RIP < pageSize || f.RIP+3 > uint64(identTop) {
+		return false
+	}
+	b := userBytes(uintptr(f.RIP), 3)
+	switch {
+	case b[0] == 0x0f && b[1] == 0x01 && b[2] == 0xf9: // RDTSCP
+		t := rdtsc()
+		f.RAX, f.RDX, f.RCX = t&0xffffffff, t>>32, 0 // TSC_AUX: CPU 0
+		f.RIP += 3
+		return true
+	case b[0] == 0x0f && b[1] == 0x31: // RDTSC
+		t := rdtsc()
+		f.RAX, f.RDX = t&0xffffffff, t>>32
+		f.RIP += 2
+		return true
+	}
+	return false
 }
