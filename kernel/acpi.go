@@ -1,5 +1,7 @@
 package kernel
 
+import "github.com/unikgo/unikgo/x86"
+
 // ACPI S5 (soft-off), the power-off of last resort on QEMU without
 // isa-debug-exit: find the FADT through the RSDP the boot loader passed,
 // read PM1a_CNT_BLK, find SLP_TYPa in the DSDT's \_S5 package, and write
@@ -84,7 +86,7 @@ func acpiPowerOff() {
 		if typ == 0x0a { // BytePrefix
 			typ = phys8(q + 1)
 		}
-		outw(pm1a, uint16(typ&7)<<10|1<<13)
+		x86.OutW(pm1a, uint16(typ&7)<<10|1<<13)
 		return
 	}
 }

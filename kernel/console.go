@@ -1,6 +1,10 @@
 package kernel
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/unikgo/unikgo/x86"
+)
 
 // Console output: the 16550 UART at COM1 under QEMU (polled: the kernel
 // never waits on a serial interrupt), and Xen's debug port 0xE9 when running
@@ -29,27 +33,27 @@ var (
 func consoleInit(onXen bool) {
 	useE9 = onXen
 	// 115200 8N1, FIFO on, no interrupts. A missing UART reads 0xff.
-	if inb(com1+uartLSR) != 0xff {
+	if x86.InB(com1+uartLSR) != 0xff {
 		useCOM1 = true
-		outb(com1+uartIER, 0)
-		outb(com1+uartLCR, 0x80)
-		outb(com1+0, 1)
-		outb(com1+1, 0)
-		outb(com1+uartLCR, 0x03)
-		outb(com1+uartFCR, 0xc7)
-		outb(com1+uartMCR, 0x03)
+		x86.OutB(com1+uartIER, 0)
+		x86.OutB(com1+uartLCR, 0x80)
+		x86.OutB(com1+0, 1)
+		x86.OutB(com1+1, 0)
+		x86.OutB(com1+uartLCR, 0x03)
+		x86.OutB(com1+uartFCR, 0xc7)
+		x86.OutB(com1+uartMCR, 0x03)
 	}
 }
 
 func putc(c byte) {
 	if useCOM1 {
-		for i := 0; i < 100000 && inb(com1+uartLSR)&lsrTHRE == 0; i++ {
-			pause()
+		for i := 0; i < 100000 && x86.InB(com1+uartLSR)&lsrTHRE == 0; i++ {
+			x86.Pause()
 		}
-		outb(com1+uartTHR, c)
+		x86.OutB(com1+uartTHR, c)
 	}
 	if useE9 {
-		outb(xenDebugIO, c)
+		x86.OutB(xenDebugIO, c)
 	}
 }
 

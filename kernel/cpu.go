@@ -1,6 +1,10 @@
 package kernel
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/unikgo/unikgo/x86"
+)
 
 // maxCPUs bounds the per-CPU tables.
 const maxCPUs = 16
@@ -154,23 +158,23 @@ var (
 )
 
 func (c *percpu) setupSyscall() {
-	wrmsr(msrSTAR, uint64(selCode)<<32)
-	wrmsr(msrLSTAR, uint64(syscallEntryAddr()))
+	x86.WRMSR(msrSTAR, uint64(selCode)<<32)
+	x86.WRMSR(msrLSTAR, uint64(syscallEntryAddr()))
 	// Mask IF, TF, DF, AC on entry.
-	wrmsr(msrSFMASK, 1<<9|1<<8|1<<10|1<<18)
-	efer := rdmsr(msrEFER) | eferSCE
+	x86.WRMSR(msrSFMASK, 1<<9|1<<8|1<<10|1<<18)
+	efer := x86.RDMSR(msrEFER) | eferSCE
 	if haveNX {
 		efer |= eferNXE
 	}
-	wrmsr(msrEFER, efer)
-	wrmsr(msrGSBase, uint64(uintptr(unsafe.Pointer(c))))
+	x86.WRMSR(msrEFER, efer)
+	x86.WRMSR(msrGSBase, uint64(uintptr(unsafe.Pointer(c))))
 }
 
 func detectFeatures() {
-	_, _, c1, _ := cpuid(1, 0)
+	_, _, c1, _ := x86.CPUID(1, 0)
 	haveRDRAND = c1&cpuidRDRAND != 0
-	if a, _, _, _ := cpuid(0x80000000, 0); a >= 0x80000001 {
-		_, _, _, d := cpuid(0x80000001, 0)
+	if a, _, _, _ := x86.CPUID(0x80000000, 0); a >= 0x80000001 {
+		_, _, _, d := x86.CPUID(0x80000001, 0)
 		haveNX = d&cpuidNX != 0
 	}
 }
@@ -184,16 +188,6 @@ func enterFrame(f uintptr)
 func rt0Addr() uintptr
 func kernelEnd() uintptr
 func textRange() (start, end uintptr)
-func inb(port uint16) uint8
-func outb(port uint16, v uint8)
-func inw(port uint16) uint16
-func outw(port uint16, v uint16)
-func inl(port uint16) uint32
-func outl(port uint16, v uint32)
-func rdmsr(msr uint32) uint64
-func wrmsr(msr uint32, v uint64)
-func cpuid(leaf, sub uint32) (a, b, c, d uint32)
-func rdtsc() uint64
 func rdrand() (v uint64, ok bool)
 func readCR2() uintptr
 func readCR3() uintptr
@@ -206,7 +200,6 @@ func lidt(p uintptr)
 func ltr(sel uint16)
 func reloadSegments()
 func haltForever()
-func pause()
 func fxsaveTo(p uintptr)
 
 // stubAddr returns the entry stub address of IDT vector v (stubs_amd64.s).

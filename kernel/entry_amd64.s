@@ -156,87 +156,6 @@ TEXT ·textRange(SB),NOSPLIT,$0-16
 	MOVQ	AX, end+8(FP)
 	RET
 
-// func inb(port uint16) uint8
-TEXT ·inb(SB),NOSPLIT,$0-9
-	MOVW	port+0(FP), DX
-	XORL	AX, AX
-	INB
-	MOVB	AX, ret+8(FP)
-	RET
-
-// func outb(port uint16, v uint8)
-TEXT ·outb(SB),NOSPLIT,$0-3
-	MOVW	port+0(FP), DX
-	MOVB	v+2(FP), AX
-	OUTB
-	RET
-
-// func inw(port uint16) uint16
-TEXT ·inw(SB),NOSPLIT,$0-10
-	MOVW	port+0(FP), DX
-	XORL	AX, AX
-	INW
-	MOVW	AX, ret+8(FP)
-	RET
-
-// func outw(port uint16, v uint16)
-TEXT ·outw(SB),NOSPLIT,$0-4
-	MOVW	port+0(FP), DX
-	MOVW	v+2(FP), AX
-	OUTW
-	RET
-
-// func inl(port uint16) uint32
-TEXT ·inl(SB),NOSPLIT,$0-12
-	MOVW	port+0(FP), DX
-	INL
-	MOVL	AX, ret+8(FP)
-	RET
-
-// func outl(port uint16, v uint32)
-TEXT ·outl(SB),NOSPLIT,$0-8
-	MOVW	port+0(FP), DX
-	MOVL	v+4(FP), AX
-	OUTL
-	RET
-
-// func rdmsr(msr uint32) uint64
-TEXT ·rdmsr(SB),NOSPLIT,$0-16
-	MOVL	msr+0(FP), CX
-	RDMSR
-	SHLQ	$32, DX
-	ORQ	DX, AX
-	MOVQ	AX, ret+8(FP)
-	RET
-
-// func wrmsr(msr uint32, v uint64)
-TEXT ·wrmsr(SB),NOSPLIT,$0-16
-	MOVL	msr+0(FP), CX
-	MOVQ	v+8(FP), AX
-	MOVQ	AX, DX
-	SHRQ	$32, DX
-	WRMSR
-	RET
-
-// func cpuid(leaf, sub uint32) (a, b, c, d uint32)
-TEXT ·cpuid(SB),NOSPLIT,$0-24
-	MOVL	leaf+0(FP), AX
-	MOVL	sub+4(FP), CX
-	CPUID
-	MOVL	AX, a+8(FP)
-	MOVL	BX, b+12(FP)
-	MOVL	CX, c+16(FP)
-	MOVL	DX, d+20(FP)
-	RET
-
-// func rdtsc() uint64
-TEXT ·rdtsc(SB),NOSPLIT,$0-8
-	RDTSC
-	SHLQ	$32, DX
-	ORQ	DX, AX
-	MOVQ	AX, ret+0(FP)
-	RET
-
 // func rdrand() (v uint64, ok bool)
 TEXT ·rdrand(SB),NOSPLIT,$0-9
 	RDRANDQ	AX
@@ -314,11 +233,6 @@ loop:
 	CLI
 	HLT
 	JMP	loop
-
-// func pause()
-TEXT ·pause(SB),NOSPLIT,$0-0
-	PAUSE
-	RET
 
 // func fxsaveTo(p uintptr)
 TEXT ·fxsaveTo(SB),NOSPLIT,$0-8

@@ -1,5 +1,7 @@
 package kernel
 
+import "github.com/unikgo/unikgo/x86"
+
 // Power-off paths, tried in order: QEMU's isa-debug-exit device (port 0xf4,
 // which makes QEMU exit with status (code<<1)|1), the platform's own
 // shutdown (Xen's SCHEDOP_shutdown once xenpv registers it), ACPI S5, and
@@ -17,7 +19,7 @@ func powerOff(code int) {
 		kprintDec(uint64(code))
 		kprint("\n")
 	}
-	outb(debugExitPort, uint8(code))
+	x86.OutB(debugExitPort, uint8(code))
 	if platformShutdown != nil {
 		platformShutdown(code)
 	}

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"github.com/unikgo/unikgo/x86"
 	"unsafe"
 
 	"github.com/unikgo/unikgo/kernel/cmdline"
@@ -81,7 +82,7 @@ func initialStack(l *cmdline.Line) (uintptr, bool) {
 	}
 
 	// Vectors: argc + argv + NULL + envp + NULL + auxv; SP 16-aligned.
-	_, _, _, hwcap := cpuid(1, 0)
+	_, _, _, hwcap := x86.CPUID(1, 0)
 	auxv := [...]uint64{
 		atPagesz, pageSize,
 		atClktck, 100,

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"github.com/unikgo/unikgo/x86"
 	"unsafe"
 
 	"github.com/unikgo/unikgo/boot"
@@ -138,7 +139,7 @@ func kernelMain() {
 
 func detectXen() uint32 {
 	for base := uint32(0x40000000); base < 0x40010000; base += 0x100 {
-		a, b, c, d := cpuid(base, 0)
+		a, b, c, d := x86.CPUID(base, 0)
 		if b == 0x566e6558 && c == 0x65584d4d && d == 0x4d4d566e && a-base >= 2 {
 			return base
 		}

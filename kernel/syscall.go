@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"github.com/unikgo/unikgo/x86"
 	"golang.org/x/sys/unix"
 )
 
@@ -341,12 +342,12 @@ func randomU64() uint64 {
 		}
 	}
 	if weakRand == 0 {
-		weakRand = rdtsc() | 1
+		weakRand = x86.RDTSC() | 1
 	}
 	weakRand ^= weakRand << 13
 	weakRand ^= weakRand >> 7
 	weakRand ^= weakRand << 17
-	return weakRand ^ rdtsc()
+	return weakRand ^ x86.RDTSC()
 }
 
 func sysUname(p uintptr) uint64 {

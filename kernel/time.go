@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"github.com/unikgo/unikgo/x86"
 	"math/bits"
 )
 
@@ -21,7 +22,7 @@ var (
 const spuriousVector = 0xff
 
 func nanotime() uint64 {
-	d := rdtsc() - tscBase
+	d := x86.RDTSC() - tscBase
 	hi, lo := bits.Mul64(d, tscMult)
 	return hi<<32 | lo>>32
 }
@@ -30,27 +31,27 @@ func realtimeOffset() uint64 { return wallBaseNS }
 
 // PIT channel 2, gated through port 0x61, counts 1193182 Hz.
 func pitWait10ms() {
-	g := inb(0x61)
-	outb(0x61, g&^0x02|0x01)
-	outb(0x43, 0xb0) // channel 2, lobyte/hibyte, mode 0
+	g := x86.InB(0x61)
+	x86.OutB(0x61, g&^0x02|0x01)
+	x86.OutB(0x43, 0xb0) // channel 2, lobyte/hibyte, mode 0
 	const count = 11932
-	outb(0x42, count&0xff)
-	outb(0x42, count>>8)
-	for i := 0; i < 1<<28 && inb(0x61)&0x20 == 0; i++ {
+	x86.OutB(0x42, count&0xff)
+	x86.OutB(0x42, count>>8)
+	for i := 0; i < 1<<28 && x86.InB(0x61)&0x20 == 0; i++ {
 	}
 }
 
 func calibrateTSC(xenBase uint32) {
 	if xenBase != 0 {
 		// Xen leaf base+3, sub-leaf 0: ECX = guest TSC frequency in kHz.
-		if _, _, khz, _ := cpuid(xenBase+3, 0); khz != 0 {
+		if _, _, khz, _ := x86.CPUID(xenBase+3, 0); khz != 0 {
 			tscHz = uint64(khz) * 1000
 		}
 	}
 	if tscHz == 0 {
-		t0 := rdtsc()
+		t0 := x86.RDTSC()
 		pitWait10ms()
-		tscHz = (rdtsc() - t0) * 100
+		tscHz = (x86.RDTSC() - t0) * 100
 	}
 	if tscHz == 0 {
 		tscHz = 1e9
@@ -74,19 +75,19 @@ func lapicR(off uintptr) uint32    { return *(*uint32)(ptr(apicBase + off)) }
 
 func lapicInit() {
 	// Mask the legacy PICs: every interrupt we want comes through the LAPIC.
-	outb(0x21, 0xff)
-	outb(0xa1, 0xff)
-	b := rdmsr(msrAPICBase)
-	wrmsr(msrAPICBase, b|1<<11) // global enable
+	x86.OutB(0x21, 0xff)
+	x86.OutB(0xa1, 0xff)
+	b := x86.RDMSR(msrAPICBase)
+	x86.WRMSR(msrAPICBase, b|1<<11) // global enable
 	apicBase = uintptr(b & 0xfffff000)
 	lapicW(lapicSVR, 0x100|spuriousVector)
 	lapicW(lapicTDCR, 0x3) // divide by 16
 	lapicW(lapicLVTT, 1<<16|uint32(timerVector))
 	// Calibrate against the TSC over ~10 ms.
 	lapicW(lapicTICR, 0xffffffff)
-	t0 := rdtsc()
-	for rdtsc()-t0 < tscHz/100 {
-		pause()
+	t0 := x86.RDTSC()
+	for x86.RDTSC()-t0 < tscHz/100 {
+		x86.Pause()
 	}
 	n := 0xffffffff - lapicR(lapicTCCR)
 	lapicW(lapicTICR, 0)
@@ -126,7 +127,7 @@ func timerArm(ns uint64) {
 
 // readRTC returns the CMOS real-time clock as Unix seconds (0 if absent).
 func readRTC() uint64 {
-	rd := func(r uint8) uint8 { outb(0x70, r); return inb(0x71) }
+	rd := func(r uint8) uint8 { x86.OutB(0x70, r); return x86.InB(0x71) }
 	for i := 0; i < 1000000 && rd(0x0a)&0x80 != 0; i++ {
 	}
 	sec, min, hour := rd(0x00), rd(0x02), rd(0x04)

@@ -1,6 +1,10 @@
 package kernel
 
-import "github.com/unikgo/unikgo/kernel/insn"
+import (
+	"github.com/unikgo/unikgo/kernel/insn"
+
+	"github.com/unikgo/unikgo/x86"
+)
 
 // trap is called by trapCommon for every exception, interrupt and system
 // call, with interrupts disabled, on an IST stack or the SYSCALL stack. It
@@ -241,12 +245,12 @@ func emulate(f *TrapFrame) bool {
 	b := userBytes(uintptr(f.RIP), 3)
 	switch {
 	case b[0] == 0x0f && b[1] == 0x01 && b[2] == 0xf9: // RDTSCP
-		t := rdtsc()
+		t := x86.RDTSC()
 		f.RAX, f.RDX, f.RCX = t&0xffffffff, t>>32, 0 // TSC_AUX: CPU 0
 		f.RIP += 3
 		return true
 	case b[0] == 0x0f && b[1] == 0x31: // RDTSC
-		t := rdtsc()
+		t := x86.RDTSC()
 		f.RAX, f.RDX = t&0xffffffff, t>>32
 		f.RIP += 2
 		return true

@@ -1,6 +1,7 @@
 package xenpv
 
 import (
+	"github.com/unikgo/unikgo/x86"
 	"sync/atomic"
 	"unsafe"
 )
@@ -58,16 +59,11 @@ func (c *Console) Write(b []byte) {
 		prod := atomic.LoadUint32(c.idx(consOutProd))
 		space := consOutSize - (prod - cons)
 		if space == 0 || space > consOutSize {
+			// Full: let xenconsoled drain it. Wait up to 10 s of real time
+			// (a loaded dom0 can be slow) before giving output up, so a
+			// console nobody drains cannot hang the guest.
 			EvtchnSend(c.port)
-			waited := 0
-			for ; waited < 1000; waited++ {
-				SchedYield()
-				cons = atomic.LoadUint32(c.idx(consOutCons))
-				if prod-cons < consOutSize {
-					break
-				}
-			}
-			if waited == 1000 {
+			if !c.waitSpace(prod) {
 				return
 			}
 			continue
@@ -87,3 +83,19 @@ func (c *Console) Write(b []byte) {
 
 // Ready reports whether the console was opened.
 func (c *Console) Ready() bool { return c.page != 0 }
+
+// waitSpace yields the vCPU until the consumer has moved past prod-2048.
+func (c *Console) waitSpace(prod uint32) bool {
+	hz := TSCHz()
+	if hz == 0 {
+		hz = 1e9
+	}
+	start := x86.RDTSC()
+	for x86.RDTSC()-start < 10*hz {
+		SchedYield()
+		if prod-atomic.LoadUint32(c.idx(consOutCons)) < consOutSize {
+			return true
+		}
+	}
+	return false
+}

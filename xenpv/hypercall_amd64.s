@@ -26,30 +26,3 @@ TEXT ·hcBufAddr(SB),NOSPLIT,$0-8
 	MOVQ	AX, ret+0(FP)
 	RET
 
-// func wrmsr(msr uint32, v uint64)
-TEXT ·wrmsr(SB),NOSPLIT,$0-16
-	MOVL	msr+0(FP), CX
-	MOVQ	v+8(FP), AX
-	MOVQ	AX, DX
-	SHRQ	$32, DX
-	WRMSR
-	RET
-
-// func cpuid(leaf, sub uint32) (a, b, c, d uint32)
-TEXT ·cpuid(SB),NOSPLIT,$0-24
-	MOVL	leaf+0(FP), AX
-	MOVL	sub+4(FP), CX
-	CPUID
-	MOVL	AX, a+8(FP)
-	MOVL	BX, b+12(FP)
-	MOVL	CX, c+16(FP)
-	MOVL	DX, d+20(FP)
-	RET
-
-// func rdtsc() uint64
-TEXT ·rdtsc(SB),NOSPLIT,$0-8
-	RDTSC
-	SHLQ	$32, DX
-	ORQ	DX, AX
-	MOVQ	AX, ret+0(FP)
-	RET

@@ -1,6 +1,7 @@
 package xenpv
 
 import (
+	"github.com/unikgo/unikgo/x86"
 	"math/bits"
 	"sync/atomic"
 	"unsafe"
@@ -59,7 +60,7 @@ func SystemTime() uint64 {
 		mul := *(*uint32)(at(t + timeMul))
 		shift := *(*int8)(at(t + timeShift))
 		if v&1 == 0 && atomic.LoadUint32((*uint32)(at(t+timeVersion))) == v {
-			d := rdtsc() - stamp
+			d := x86.RDTSC() - stamp
 			if shift >= 0 {
 				d <<= uint(shift)
 			} else {

@@ -8,7 +8,11 @@
 // headers as recorded in shared/docs/xen-abi.md (checked by the tests).
 package xenpv
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/unikgo/unikgo/x86"
+)
 
 // Hypercall numbers (xen/include/public/xen.h).
 const (
@@ -130,15 +134,12 @@ var (
 
 func call(nr, a1, a2, a3, a4, a5 uintptr) uintptr
 func hcBufAddr() uintptr
-func wrmsr(msr uint32, v uint64)
-func cpuid(leaf, sub uint32) (a, b, c, d uint32)
-func rdtsc() uint64
 
 // Detect scans the hypervisor CPUID leaves for Xen's signature
 // "XenVMMXenVMM" and returns the leaf base, or 0.
 func Detect() uint32 {
 	for b := uint32(0x40000000); b < 0x40010000; b += 0x100 {
-		a, x, y, z := cpuid(b, 0)
+		a, x, y, z := x86.CPUID(b, 0)
 		if x == 0x566e6558 && y == 0x65584d4d && z == 0x4d4d566e && a-b >= 2 {
 			return b
 		}
@@ -148,19 +149,19 @@ func Detect() uint32 {
 
 // Version returns Xen's major and minor version (CPUID base+1).
 func Version() (major, minor uint32) {
-	a, _, _, _ := cpuid(base+1, 0)
+	a, _, _, _ := x86.CPUID(base+1, 0)
 	return a >> 16, a & 0xffff
 }
 
 // DomID returns this domain's id when Xen reports it (CPUID base+4).
 func DomID() (uint16, bool) {
-	a, _, c, _ := cpuid(base+4, 0)
+	a, _, c, _ := x86.CPUID(base+4, 0)
 	return uint16(c), a&(1<<4) != 0
 }
 
 // TSCHz returns the guest TSC frequency Xen reports (CPUID base+3), or 0.
 func TSCHz() uint64 {
-	_, _, khz, _ := cpuid(base+3, 0)
+	_, _, khz, _ := x86.CPUID(base+3, 0)
 	return uint64(khz) * 1000
 }
 
@@ -170,8 +171,8 @@ func TSCHz() uint64 {
 func InitHypercalls(b uint32) {
 	base = b
 	hcPage = (hcBufAddr() + 4095) &^ 4095
-	_, msr, _, _ := cpuid(base+2, 0)
-	wrmsr(msr, uint64(hcPage))
+	_, msr, _, _ := x86.CPUID(base+2, 0)
+	x86.WRMSR(msr, uint64(hcPage))
 }
 
 // Ready reports whether hypercalls are available.
