@@ -51,34 +51,40 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		fmt.Fprint(os.Stderr, usage)
-		if len(os.Args) < 2 {
-			os.Exit(2)
-		}
-		os.Exit(0)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	code := run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// run executes one xenlab command line and returns the exit status.
+func run(ctx context.Context, args []string) int {
+	if len(args) < 1 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(os.Stderr, usage)
+		if len(args) < 1 {
+			return 2
+		}
+		return 0
+	}
 	var err error
-	switch os.Args[1] {
+	switch args[0] {
 	case "run":
-		err = cmdRun(ctx, os.Args[2:])
+		err = cmdRun(ctx, args[1:])
 	case "baseline":
-		err = cmdBaseline(ctx, os.Args[2:])
+		err = cmdBaseline(ctx, args[1:])
 	case "shell":
-		err = cmdShell(ctx, os.Args[2:])
+		err = cmdShell(ctx, args[1:])
 	case "build":
-		err = cmdBuild(ctx, os.Args[2:])
+		err = cmdBuild(ctx, args[1:])
 	default:
-		fmt.Fprintf(os.Stderr, "xenlab: unknown command %q\n%s", os.Args[1], usage)
-		os.Exit(2)
+		fmt.Fprintf(os.Stderr, "xenlab: unknown command %q\n%s", args[0], usage)
+		return 2
 	}
 	if err == nil {
-		return
+		return 0
 	}
 	if errors.Is(err, pflag.ErrHelp) {
-		os.Exit(0)
+		return 0
 	}
 	code := 1
 	var ee *exitError
@@ -88,7 +94,7 @@ func main() {
 	if ee == nil || ee.err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	}
-	os.Exit(code)
+	return code
 }
 
 // labFlags are the flags every lab-booting command shares.
