@@ -114,7 +114,10 @@ func TestRingHostileIndices(t *testing.T) {
 		{"rsp_prod huge", func(p []byte) { put32(p, RingRspProdOff, 0xffffffff) }, true},
 		{"req_cons ahead of prod", func(p []byte) { put32(p, RingReqConsOff, 1) }, false},
 		{"req_cons far behind", func(p []byte) { put32(p, RingReqProdOff, 2000); put32(p, RingReqConsOff, 975) }, false},
-		{"error field", func(p []byte) { put32(p, RingServerFeaturesOff, FeatureError); put32(p, RingErrorOff, RingErrorRingIdx) }, true},
+		{"error field", func(p []byte) {
+			put32(p, RingServerFeaturesOff, FeatureError)
+			put32(p, RingErrorOff, RingErrorRingIdx)
+		}, true},
 		{"error field on write", func(p []byte) { put32(p, RingServerFeaturesOff, FeatureError); put32(p, RingErrorOff, 99) }, false},
 	}
 	for _, tc := range tests {
@@ -248,8 +251,12 @@ func TestRingNotifyAndWaitErrors(t *testing.T) {
 
 func TestNewRingConnRejectsBadPage(t *testing.T) {
 	for name, fn := range map[string]func(){
-		"short":     func() { NewRingConn(make([]byte, 2079), func() error { return nil }, func(context.Context) error { return nil }) },
-		"unaligned": func() { NewRingConn(make([]byte, 4097)[1:], func() error { return nil }, func(context.Context) error { return nil }) },
+		"short": func() {
+			NewRingConn(make([]byte, 2079), func() error { return nil }, func(context.Context) error { return nil })
+		},
+		"unaligned": func() {
+			NewRingConn(make([]byte, 4097)[1:], func() error { return nil }, func(context.Context) error { return nil })
+		},
 		"nil funcs": func() { NewRingConn(make([]byte, 4096), nil, nil) },
 	} {
 		func() {
