@@ -156,7 +156,9 @@ func (c *Client) List(prefix string) []string { return c.db.list(prefix) }
 func (c *Client) Multiread(prefix string) []Entry { return c.db.multiread(prefix) }
 
 // Write stores key=value in dom0's database and waits for dom0's answer;
-// the local copy changes (and watches fire) when dom0 confirms.
+// the local copy changes (and watches fire) when dom0 confirms. If ctx
+// ends after the request went out, Write returns ctx's error but dom0's
+// answer is still applied when it comes.
 func (c *Client) Write(ctx context.Context, key, value string) error {
 	if err := CheckKey(key); err != nil {
 		return err
