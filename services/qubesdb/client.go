@@ -214,7 +214,13 @@ func (c *Client) Rm(ctx context.Context, path string) error {
 
 // Watch delivers changes to path (a single key) or, if path ends with '/',
 // to every entry below it, starting with the next change.
-func (c *Client) Watch(path string) (*Watcher, error) { return c.db.watch(path) }
+// Once the connection has ended Watch fails with ErrClosed.
+func (c *Client) Watch(path string) (*Watcher, error) {
+	if c.l.Err() != nil {
+		return nil, fmt.Errorf("%w: %w", ErrClosed, c.l.Err())
+	}
+	return c.db.watch(path)
+}
 
 // Done is closed when the connection has ended; Err then says why.
 func (c *Client) Done() <-chan struct{} { return c.l.done }
