@@ -32,6 +32,17 @@ func HomePath(d DomID) string {
 	return "/local/domain/" + strconv.FormatUint(uint64(d), 10)
 }
 
+// ResolvePath returns p as xenstored sees it when domain d sends it:
+// absolute paths and special watch paths (@...) unchanged, relative ones
+// below HomePath(d). Useful to compare watch event paths, which come back
+// relative when the watch was registered relative.
+func ResolvePath(d DomID, p string) string {
+	if p == "" || p[0] == '/' || p[0] == '@' {
+		return p
+	}
+	return HomePath(d) + "/" + p
+}
+
 // validPathChar reports whether c may appear in a path: ASCII
 // alphanumerics and -/_@ (docs/misc/xenstore.txt).
 func validPathChar(c byte) bool {

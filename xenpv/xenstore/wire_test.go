@@ -364,6 +364,11 @@ func TestDomIDAndPaths(t *testing.T) {
 	if got := HomePath(12); got != "/local/domain/12" {
 		t.Errorf("HomePath = %q", got)
 	}
+	for in, want := range map[string]string{"a/b": "/local/domain/3/a/b", "/x": "/x", "@releaseDomain": "@releaseDomain"} {
+		if got := ResolvePath(3, in); got != want {
+			t.Errorf("ResolvePath(3, %q) = %q, want %q", in, got, want)
+		}
+	}
 	for _, tc := range []struct {
 		in   []string
 		want string
