@@ -213,11 +213,15 @@ func (c *Client) request(ctx context.Context, typ MsgType, txID uint32, payload 
 		c.forget(id)
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		c.forget(id)
+		return nil, notSent{err}
+	}
 	select {
 	case c.wsem <- struct{}{}:
 	case <-ctx.Done():
 		c.forget(id)
-		return nil, ctx.Err()
+		return nil, notSent{ctx.Err()}
 	case <-c.done:
 		return nil, c.Err()
 	}
@@ -256,6 +260,14 @@ func (c *Client) request(ctx context.Context, typ MsgType, txID uint32, payload 
 		return nil, c.Err()
 	}
 }
+
+// notSent wraps the context error of a request that was given up before
+// any of it was written, so callers that must know (ending a
+// transaction) can tell it from one that may have taken effect.
+type notSent struct{ err error }
+
+func (e notSent) Error() string { return e.err.Error() }
+func (e notSent) Unwrap() error { return e.err }
 
 func (c *Client) forget(id uint32) {
 	c.mu.Lock()

@@ -549,3 +549,61 @@ func TestContextCancelled(t *testing.T) {
 		t.Errorf("a cancelled call broke the client: %v", c.Err())
 	}
 }
+
+// eventually polls cond for up to 5 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("%s: condition never held", what)
+}
+
+func TestCancelledTransactionIsAborted(t *testing.T) {
+	srv := xenstoretest.NewServer()
+	c := ringClient(t, srv, 1)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	err := c.Transaction(ctx, func(tx *xenstore.Tx) error {
+		if err := tx.Write(ctx, "/t", "1"); err != nil {
+			return err
+		}
+		if n := srv.OpenTransactions(); n != 1 {
+			t.Errorf("%d open transactions inside fn", n)
+		}
+		cancel()
+		_, err := tx.Read(ctx, "/t")
+		return err
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Transaction = %v, want Canceled", err)
+	}
+	eventually(t, "transaction aborted", func() bool { return srv.OpenTransactions() == 0 })
+	if _, ok := srv.Get("/t"); ok {
+		t.Error("cancelled transaction committed")
+	}
+}
+
+func TestManualCommitWithDeadContextNotLost(t *testing.T) {
+	srv := xenstoretest.NewServer()
+	c := ringClient(t, srv, 1)
+	ctx := testCtx(t)
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := tx.Commit(dead); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Commit(dead) = %v", err)
+	}
+	// Not sent, so the transaction is still open and can be ended.
+	if err := tx.Abort(ctx); err != nil {
+		t.Errorf("Abort after unsent Commit: %v", err)
+	}
+	if n := srv.OpenTransactions(); n != 0 {
+		t.Errorf("%d open transactions", n)
+	}
+}

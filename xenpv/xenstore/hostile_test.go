@@ -283,3 +283,33 @@ func TestCorruptedRingIndicesFailClient(t *testing.T) {
 		t.Errorf("err = %v, want ErrProtocol", err)
 	}
 }
+
+func TestAbandonedWatchIsRemoved(t *testing.T) {
+	ctx := testCtx(t)
+	release := make(chan struct{})
+	c, reqs := scripted(t, func(r xenstore.Message) []byte {
+		if r.Type == xenstore.TypeWatch {
+			<-release
+		}
+		return reply(r, r.Type, "OK\x00")
+	})
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := c.Watch(short, "/w", "tok"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Watch = %v", err)
+	}
+	close(release)
+	for {
+		select {
+		case m := <-reqs:
+			if m.Type == xenstore.TypeUnwatch {
+				if string(m.Payload) != "/w\x00tok\x00" {
+					t.Errorf("late unwatch payload %q", m.Payload)
+				}
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("abandoned watch never removed")
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Tx is a xenstore transaction: reads see a snapshot taken at Begin,
@@ -89,7 +90,26 @@ func (tx *Tx) end(ctx context.Context, commit bool) error {
 	if commit {
 		arg = "T"
 	}
-	return ack(tx.c.request(ctx, TypeTransactionEnd, tx.id, joinStrings(arg), nil))
+	err := ack(tx.c.request(ctx, TypeTransactionEnd, tx.id, joinStrings(arg), nil))
+	if errors.As(err, new(notSent)) {
+		tx.ended.Store(false) // never sent: the transaction is still open
+	}
+	return err
+}
+
+// endTimeout bounds aborting a transaction after the caller's context has
+// ended: the abort is still sent, because an open transaction holds one of
+// the few slots xenstored grants a domain.
+const endTimeout = 10 * time.Second
+
+// abortDetached aborts tx if it is still open, even if ctx has ended.
+func (tx *Tx) abortDetached(ctx context.Context) error {
+	if tx.ended.Load() {
+		return nil
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
+	defer cancel()
+	return tx.Abort(actx)
 }
 
 // Transaction runs fn in a transaction and commits it. If the commit (or
@@ -106,10 +126,8 @@ func (c *Client) Transaction(ctx context.Context, fn func(tx *Tx) error) error {
 			return err
 		}
 		if err = fn(tx); err != nil {
-			if !tx.ended.Load() {
-				if aerr := tx.Abort(ctx); aerr != nil && c.Err() != nil {
-					return errors.Join(err, aerr)
-				}
+			if aerr := tx.abortDetached(ctx); aerr != nil && c.Err() != nil {
+				return errors.Join(err, aerr)
 			}
 			if errors.Is(err, syscall.EAGAIN) {
 				continue
@@ -119,7 +137,11 @@ func (c *Client) Transaction(ctx context.Context, fn func(tx *Tx) error) error {
 		if tx.ended.Load() {
 			return errLocal("EINVAL", "transaction function ended its transaction itself")
 		}
-		if err = tx.Commit(ctx); err == nil || !errors.Is(err, syscall.EAGAIN) {
+		if err = tx.Commit(ctx); err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.EAGAIN) {
+			tx.abortDetached(ctx) // only if the commit was never sent
 			return err
 		}
 		if ctx.Err() != nil {

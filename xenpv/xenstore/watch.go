@@ -152,7 +152,20 @@ func (c *Client) Watch(ctx context.Context, path, token string) (*Watch, error) 
 	c.watches[token] = w
 	c.mu.Unlock()
 
-	if err := ack(c.request(ctx, TypeWatch, 0, joinStrings(path, token), nil)); err != nil {
+	// If ctx ends before the reply, the watch may still be set up in
+	// xenstored: remove it there when its reply turns up.
+	late := func(m Message) {
+		c.mu.Lock()
+		reused := c.watches[token] != nil
+		c.mu.Unlock()
+		if m.Type != TypeWatch || reused {
+			return
+		}
+		uctx, cancel := context.WithTimeout(context.Background(), endTimeout)
+		defer cancel()
+		c.request(uctx, TypeUnwatch, 0, joinStrings(path, token), nil)
+	}
+	if err := ack(c.request(ctx, TypeWatch, 0, joinStrings(path, token), late)); err != nil {
 		c.removeWatch(w)
 		return nil, err
 	}

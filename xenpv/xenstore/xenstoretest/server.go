@@ -136,6 +136,24 @@ func (s *Server) Commits() int {
 	return s.commits
 }
 
+// OpenTransactions returns how many transactions are open.
+func (s *Server) OpenTransactions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.txs)
+}
+
+// Watches returns how many watches are registered over all connections.
+func (s *Server) Watches() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.conns {
+		n += len(c.watches)
+	}
+	return n
+}
+
 // Set writes a node directly (as the toolstack would), firing watches.
 func (s *Server) Set(path, value string) {
 	s.mu.Lock()
