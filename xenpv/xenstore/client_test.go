@@ -607,3 +607,68 @@ func TestManualCommitWithDeadContextNotLost(t *testing.T) {
 		t.Errorf("%d open transactions", n)
 	}
 }
+
+func TestDialUnixSocket(t *testing.T) {
+	ctx := testCtx(t)
+	srv := xenstoretest.NewServer()
+	sock := t.TempDir() + "/socket"
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Skipf("no unix sockets: %v", err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go srv.Serve(conn, 0)
+		}
+	}()
+	c, err := xenstore.Dial(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Write(ctx, "/tool/key", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Read(ctx, "/tool/key"); err != nil || v != "v" {
+		t.Errorf("Read = %q, %v", v, err)
+	}
+	if _, err := xenstore.Dial(ctx, t.TempDir()+"/none"); err == nil {
+		t.Error("Dial of a missing socket succeeded")
+	}
+}
+
+func TestSpecialWatch(t *testing.T) {
+	ctx := testCtx(t)
+	srv := xenstoretest.NewServer()
+	c := ringClient(t, srv, 0)
+	w, err := c.Watch(ctx, "@releaseDomain", "rel")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Path() != "@releaseDomain" || w.Token() != "rel" {
+		t.Errorf("watch %q %q", w.Path(), w.Token())
+	}
+	if ev := nextEvent(t, w); ev.Path != "@releaseDomain" {
+		t.Errorf("registration event %+v", ev)
+	}
+	srv.Set("/local/domain/3/x", "1")
+	noEvent(t, w)
+	srv.FireSpecial("@releaseDomain")
+	if ev := nextEvent(t, w); ev != (xenstore.Event{Path: "@releaseDomain", Token: "rel"}) {
+		t.Errorf("event %+v", ev)
+	}
+	if n := srv.Watches(); n != 1 {
+		t.Errorf("server has %d watches", n)
+	}
+	if err := c.Unwatch(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Watches(); n != 0 {
+		t.Errorf("server has %d watches after Unwatch", n)
+	}
+}
