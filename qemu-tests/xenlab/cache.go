@@ -103,7 +103,7 @@ func EnsureArtifacts(ctx context.Context, opts BuildOptions) (*Artifacts, error)
 		return nil, fmt.Errorf("xenlab: %w", err)
 	}
 	defer os.RemoveAll(scripts)
-	key, err := cacheKey(ctx, scripts)
+	key, rootKey, err := cacheKey(ctx, scripts)
 	if err != nil {
 		return nil, err
 	}
@@ -128,9 +128,16 @@ func EnsureArtifacts(ctx context.Context, opts BuildOptions) (*Artifacts, error)
 	}
 	defer os.RemoveAll(tmp)
 	out := filepath.Join(tmp, "out")
-	fmt.Fprintf(progress, "xenlab: building dom0 %s into %s (once per package update)\n", key, dir)
+	fmt.Fprintf(progress, "xenlab: building dom0 %s into %s (once per package or build-asset change)\n", key, dir)
 	start := time.Now()
-	if err := runWithProgress(ctx, progress, "sh", script, "build", out); err != nil {
+	// The debootstrapped root is kept per package versions (not per asset digest), so an
+	// edited dom0-init or hotplug script rebuilds in seconds.
+	roots := filepath.Join(root, "roots")
+	if err := os.MkdirAll(roots, 0o755); err != nil {
+		return nil, fmt.Errorf("xenlab: %w", err)
+	}
+	rootTar := filepath.Join(roots, rootKey+".tar")
+	if err := runWithProgress(ctx, progress, "sh", script, "build", out, rootTar); err != nil {
 		if data, rerr := os.ReadFile(out + ".log"); rerr == nil {
 			keep := filepath.Join(root, "build-"+key+".log")
 			_ = os.WriteFile(keep, data, 0o644)
@@ -157,26 +164,29 @@ func CacheKey(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("xenlab: %w", err)
 	}
 	defer os.RemoveAll(scripts)
-	return cacheKey(ctx, scripts)
+	key, _, err := cacheKey(ctx, scripts)
+	return key, err
 }
 
-// cacheKey writes the assets into scripts and computes the key.
-func cacheKey(ctx context.Context, scripts string) (string, error) {
+// cacheKey writes the assets into scripts and computes the key of the artefacts and the
+// key of the debootstrapped root (package versions and root format only).
+func cacheKey(ctx context.Context, scripts string) (key, rootKey string, err error) {
 	digest, err := writeAssets(scripts)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	var verOut, verErr bytes.Buffer
 	cmd := exec.CommandContext(ctx, "sh", filepath.Join(scripts, "build-dom0.sh"), "versions")
 	cmd.Stdout, cmd.Stderr = &verOut, &verErr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("xenlab: resolve dom0 package versions: %s (%v); run qemu-tests/xenlab/install-deps.sh",
+		return "", "", fmt.Errorf("xenlab: resolve dom0 package versions: %s (%v); run qemu-tests/xenlab/install-deps.sh",
 			bytes.TrimSpace(verErr.Bytes()), err)
 	}
+	rh := sha256.Sum256(verOut.Bytes())
 	h := sha256.New()
 	h.Write(verOut.Bytes())
 	h.Write(digest)
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
+	return hex.EncodeToString(h.Sum(nil))[:16], hex.EncodeToString(rh[:])[:16], nil
 }
 
 // writeAssets copies the embedded assets into dir (executable) and returns a digest of

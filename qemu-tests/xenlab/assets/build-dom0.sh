@@ -2,8 +2,14 @@
 # build-dom0.sh: build the Xen lab's boot artefacts from Debian bookworm packages.
 #
 #   build-dom0.sh versions      print "package version" for every package the build takes
-#                               from bookworm/main, as apt on this host sees it (the cache key)
-#   build-dom0.sh build OUTDIR  build into OUTDIR (created; must not exist)
+#                               from bookworm/main, as apt on this host sees it, and the
+#                               format of the debootstrapped root (the cache keys)
+#   build-dom0.sh build OUTDIR [ROOTTAR]
+#                               build into OUTDIR (created; must not exist). With ROOTTAR,
+#                               the debootstrapped root is reused from that tar file when it
+#                               exists and saved there otherwise, so editing the other assets
+#                               costs seconds instead of a new debootstrap. The caller names
+#                               ROOTTAR after the "versions" output.
 #
 # OUTDIR receives: xen (the hypervisor as a multiboot ELF), vmlinuz (dom0 and baseline
 # kernel), dom0.cpio (the whole pruned dom0 root as an uncompressed initramfs), baseline.cpio.gz
@@ -16,6 +22,8 @@ export PATH="$PATH:/usr/sbin:/sbin"
 here=$(cd "$(dirname "$0")" && pwd)
 mirror=http://deb.debian.org/debian
 suite=bookworm
+# Bump when step 1 changes in a way the package versions do not show (it keys ROOTTAR).
+root_format=1
 # Top-level packages of the dom0 root. Their versions (and this script) key the cache.
 pkgs="xen-hypervisor-4.17-amd64 xen-utils-4.17 linux-image-amd64 iproute2 kmod busybox-static procps"
 # Modules dom0 loads (plus their dependencies); everything else under /lib/modules is pruned.
@@ -41,12 +49,14 @@ versions() {
 		exit 1
 	}
 	echo "debootstrap $(dpkg-query -W -f='${Version}' debootstrap 2>/dev/null || echo none)"
+	echo "root-format $root_format"
 }
 
 step() { echo "step $1/6: $2" >&2; }
 
 build() {
 	out=$1
+	roottar=${2:-}
 	log=$out.log
 	[ ! -e "$out" ] || { echo "build-dom0.sh: $out already exists" >&2; exit 1; }
 	for t in debootstrap cpio gzip depmod modprobe; do
@@ -56,12 +66,23 @@ build() {
 	root=$out/root
 	: >"$log"
 
-	step 1 "debootstrap $suite minbase + Xen, kernel, busybox (about 2 minutes)"
-	# INITRD=No: the kernel's postinst would otherwise build an initrd we never use.
-	if ! INITRD=No debootstrap --variant=minbase --include="$(echo $pkgs | tr ' ' ,)" \
-		"$suite" "$root" "$mirror" >>"$log" 2>&1; then
-		echo "build-dom0.sh: debootstrap failed; see $log" >&2
-		exit 1
+	if [ -n "$roottar" ] && [ -s "$roottar" ]; then
+		step 1 "unpack the cached debootstrap root ($(basename "$roottar"))"
+		mkdir "$root"
+		tar -xpf "$roottar" -C "$root"
+	else
+		step 1 "debootstrap $suite minbase + Xen, kernel, busybox (3-8 minutes)"
+		# INITRD=No: the kernel's postinst would otherwise build an initrd we never use.
+		if ! INITRD=No debootstrap --variant=minbase --include="$(echo $pkgs | tr ' ' ,)" \
+			"$suite" "$root" "$mirror" >>"$log" 2>&1; then
+			echo "build-dom0.sh: debootstrap failed; see $log" >&2
+			exit 1
+		fi
+		if [ -n "$roottar" ]; then
+			# Written aside and renamed: an interrupted save never leaves a partial tar.
+			tar -cf "$roottar.tmp.$$" -C "$root" . && mv "$roottar.tmp.$$" "$roottar" ||
+				{ rm -f "$roottar.tmp.$$"; echo "build-dom0.sh: warning: could not save $roottar" >&2; }
+		fi
 	fi
 	kver=$(ls "$root/lib/modules")
 	dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Package} ${Version}\n' >"$out/manifest.txt"
@@ -123,6 +144,6 @@ build() {
 
 case "${1:-}" in
 versions) versions ;;
-build) [ $# -eq 2 ] || { echo "usage: build-dom0.sh build OUTDIR" >&2; exit 2; }; build "$2" ;;
-*) echo "usage: build-dom0.sh versions | build OUTDIR" >&2; exit 2 ;;
+build) [ $# -eq 2 ] || [ $# -eq 3 ] || { echo "usage: build-dom0.sh build OUTDIR [ROOTTAR]" >&2; exit 2; }; build "$2" "${3:-}" ;;
+*) echo "usage: build-dom0.sh versions | build OUTDIR [ROOTTAR]" >&2; exit 2 ;;
 esac
