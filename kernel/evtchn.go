@@ -56,6 +56,11 @@ func evtchnOpen(flags uint64) uint64 {
 
 // evtchnFired runs in the upcall for every port that fired (now masked).
 func evtchnFired(port uint32) {
+	if verbose {
+		kprint("unikgo: evtchn: port ")
+		kprintDec(uint64(port))
+		kprint(" fired\n")
+	}
 	o := portOwner[port]
 	if o == 0 {
 		return // nobody listens: it stays masked
@@ -165,6 +170,11 @@ func evtchnRead(c *percpu, f *TrapFrame, d *fdesc, buf, n uintptr) {
 		e.n--
 	}
 	f.RAX = uint64(cnt) * 4
+	if verbose {
+		kprint("unikgo: evtchn: read ")
+		kprintDec(uint64(cnt))
+		kprint(" ports\n")
+	}
 }
 
 func evtchnWrite(f *TrapFrame, d *fdesc, buf, n uintptr) {
@@ -176,6 +186,11 @@ func evtchnWrite(f *TrapFrame, d *fdesc, buf, n uintptr) {
 		p := *(*uint32)(ptr(buf + i))
 		if p < xenpv.NumPorts && int(portOwner[p]) == int(d.obj)+1 {
 			xenpv.Unmask(p)
+			if verbose {
+				kprint("unikgo: evtchn: unmask ")
+				kprintDec(uint64(p))
+				kprint("\n")
+			}
 		}
 	}
 	f.RAX = uint64(n)

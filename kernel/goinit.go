@@ -27,6 +27,9 @@ func init() {
 		limit = 1 << 20
 	}
 	debug.SetMaxStack(int(limit))
+	if onXen {
+		go watchXenControl()
+	}
 	if bootTime {
 		// The kernel's package initialises just before the program's own:
 		// this is the guest time from the PVH entry to (almost) main.

@@ -50,10 +50,20 @@ func xenWallClock() {
 func xenShutdown(code int) {
 	kprint("unikgo: exit status ")
 	kprintDec(uint64(code))
+	if requestedShutdown >= 0 {
+		kprint(" (")
+		kprintDec((nanotime() - requestedAt) / 1e6)
+		kprint(" ms after the shutdown request)")
+	}
 	kprint("\n")
 	reason := uint32(xenpv.ShutdownPoweroff)
 	if code != 0 {
 		reason = xenpv.ShutdownCrash
+	}
+	// After a toolstack request, exiting 0 or by the SIGTERM it caused is
+	// the clean outcome: shut down as asked.
+	if r := requestedShutdown; r >= 0 && (code == 0 || code == 128+15) {
+		reason = uint32(r)
 	}
 	xenpv.SchedShutdown(reason)
 }

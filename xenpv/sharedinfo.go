@@ -119,14 +119,19 @@ func Mask(port uint32) {
 	atomic.OrUint64((*uint64)(at(sharedMask+8*uintptr(port/64))), 1<<(port%64))
 }
 
-// Unmask clears port's mask bit; if an event arrived meanwhile, Xen is
-// asked to deliver it again.
+// Unmask clears port's mask bit. If an event arrived while it was masked,
+// Xen must raise the upcall again; EVTCHNOP_unmask does that only when it
+// is the one to clear a set mask bit, so the bit is set again first (as
+// Linux's unmask_evtchn does for HVM guests).
 func Unmask(port uint32) {
 	if port >= NumPorts {
 		return
 	}
-	atomic.AndUint64((*uint64)(at(sharedMask+8*uintptr(port/64))), ^uint64(1<<(port%64)))
-	if atomic.LoadUint64((*uint64)(at(sharedPending+8*uintptr(port/64))))&(1<<(port%64)) != 0 {
+	w := uintptr(port / 64)
+	bit := uint64(1) << (port % 64)
+	atomic.AndUint64((*uint64)(at(sharedMask+8*w)), ^bit)
+	if atomic.LoadUint64((*uint64)(at(sharedPending+8*w)))&bit != 0 {
+		atomic.OrUint64((*uint64)(at(sharedMask+8*w)), bit)
 		EvtchnUnmask(port)
 	}
 }

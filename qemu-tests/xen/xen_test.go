@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -135,4 +137,65 @@ func TestNilDereferencePVH(t *testing.T) {
 func TestStressPVH(t *testing.T) {
 	out, reason := runGuest(t, "stress", image(t, "./qemu-tests/boot/testdata/stress"), "stress", 128, 15*time.Minute)
 	expect(t, out, reason, xenlab.Poweroff, "stress: 10000 goroutines ok", "stress: ok in", "unikgo: exit status 0\n")
+}
+
+// TestXenstoreAndShutdownPVH covers the guest's xenstore client against
+// dom0's oxenstored (reads, a write dom0 sees, a watch fired by dom0, a
+// transaction retried on conflict) and `xl shutdown` reaching the program
+// as SIGTERM, ending it cleanly with reason poweroff within a second of
+// guest time.
+func TestXenstoreAndShutdownPVH(t *testing.T) {
+	l := lab(t)
+	img := image(t, "./qemu-tests/xen/testdata/xenstore")
+	labMu.Lock()
+	defer labMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	g, err := l.Create(ctx, xenlab.GuestConfig{Name: "xs", Type: xenlab.PVH, Kernel: img, Cmdline: "xenstore", MemoryMiB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Destroy(context.Background())
+	wait := func(re string) string {
+		t.Helper()
+		line, err := g.WaitConsole(ctx, regexp.MustCompile(re))
+		if err != nil {
+			t.Fatalf("waiting for %q: %v\nconsole:\n%s", re, err, g.Console())
+		}
+		return line
+	}
+	line := wait(`xenstore: domid \d+ name \S+`)
+	if want := fmt.Sprintf("xenstore: domid %d name xs", g.DomID); !strings.Contains(line, want) {
+		t.Errorf("guest reported %q, want %q", line, want)
+	}
+	wait(`xenstore: waiting for data/command`)
+	home := fmt.Sprintf("/local/domain/%d", g.DomID)
+	out, err := l.MustSucceed(ctx, "xenstore-read "+home+"/data/greeting")
+	if err != nil || strings.TrimSpace(out) != "hello from unikgo" {
+		t.Errorf("dom0 read data/greeting = %q, %v", out, err)
+	}
+	if _, err := l.MustSucceed(ctx, "xenstore-write "+home+"/data/command go"); err != nil {
+		t.Fatal(err)
+	}
+	wait(`xenstore: counter = 101 after 2 attempts`)
+	if out, err := l.MustSucceed(ctx, "xenstore-read "+home+"/data/counter"); err != nil || strings.TrimSpace(out) != "101" {
+		t.Errorf("dom0 read data/counter = %q, %v", out, err)
+	}
+	wait(`xenstore: serving until SIGTERM`)
+	if _, err := l.MustSucceed(ctx, "xl shutdown xs"); err != nil {
+		t.Fatal(err)
+	}
+	reason, err := g.WaitShutdown(ctx)
+	if err != nil {
+		t.Fatalf("after xl shutdown: %v\nconsole:\n%s", err, g.Console())
+	}
+	con := g.Console()
+	expect(t, con, reason, xenlab.Poweroff, "unikgo: poweroff requested by the toolstack: sending SIGTERM", "xenstore: got SIGTERM, exiting cleanly")
+	m := regexp.MustCompile(`unikgo: exit status 0 \((\d+) ms after the shutdown request\)`).FindStringSubmatch(con)
+	if m == nil {
+		t.Fatalf("no clean exit line\nconsole:\n%s", con)
+	}
+	if ms, _ := strconv.Atoi(m[1]); ms >= 1000 {
+		t.Errorf("program exited %d ms (guest time) after xl shutdown, want < 1000", ms)
+	}
 }
