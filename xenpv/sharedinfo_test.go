@@ -16,7 +16,7 @@ func simPage(t *testing.T) []byte {
 	old := shared
 	shared = p
 	t.Cleanup(func() { shared = old })
-	return unsafe.Slice((*byte)(unsafe.Pointer(p)), 4096)
+	return unsafe.Slice((*byte)(unsafe.Add(nil, p)), 4096)
 }
 
 func setBit(page []byte, off int, port uint32) {
