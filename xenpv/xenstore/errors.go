@@ -94,7 +94,7 @@ func parseError(p []byte) error {
 		}
 	}
 	if !printable(detail) {
-		detail = fmt.Sprintf("%q", truncate(detail))
+		detail = fmt.Sprintf("%+q", truncate(detail)) // ASCII-only quoting
 	}
 	return &Error{Name: name, Msg: detail}
 }
