@@ -50,7 +50,8 @@ type call struct {
 }
 
 // NewClient starts a client on t (a RingConn, a net.Conn, ...). The client
-// owns t and closes it in Close.
+// owns t and closes it in Close; closing t must unblock a Read or Write in
+// progress, as it does for RingConn and net.Conn.
 func NewClient(t io.ReadWriteCloser) *Client {
 	c := &Client{
 		t:          t,

@@ -62,6 +62,11 @@ const (
 //
 // One goroutine may read and another write at the same time; concurrent
 // readers (or writers) are serialised.
+//
+// The reconnection protocol (the connection field, for a guest that
+// resumes with a ring in an unknown state) is not implemented: a guest
+// uses the ring from boot to shutdown, and the indices on the page are
+// the state RingConn starts from.
 type RingConn struct {
 	server bool // true: this end is xenstored (reads req, writes rsp)
 
@@ -102,7 +107,8 @@ type RingConn struct {
 // channel has fired since the last time wait returned, or ctx is done; it
 // must remember a notification that arrives while nobody waits (like an
 // event channel's pending bit), or a wakeup can be lost. RingConn calls
-// wait from at most one goroutine at a time.
+// wait from at most one goroutine at a time, and relies on it returning
+// when ctx ends: that is how Close and cancelled calls get it back.
 //
 // The current index values on the page are taken as the starting point,
 // so a ring that was already in use (by a boot loader, say) continues
