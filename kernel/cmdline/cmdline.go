@@ -56,12 +56,13 @@ func (l *Line) Parse(b []byte) {
 			break
 		}
 		start := n
-		inQuote := false
+		inQuote, quoted := false, false
 		for i < len(b) && (inQuote || (b[i] != ' ' && b[i] != '\t' && b[i] != '\n')) {
 			c := b[i]
 			i++
 			if c == '"' {
 				inQuote = !inQuote
+				quoted = true
 				continue
 			}
 			if c == 0 {
@@ -75,7 +76,7 @@ func (l *Line) Parse(b []byte) {
 			l.buf[n] = c
 			n++
 		}
-		if n > start || inQuote {
+		if n > start || quoted { // "" is an empty argument
 			l.words[l.nw] = word{uint16(start), uint16(n - start)}
 			l.nw++
 		}
