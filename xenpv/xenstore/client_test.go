@@ -272,6 +272,7 @@ func TestWatchSlowReceiverCoalesces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	nextEvent(t, w) // the registration event has the watched path too
 	// Nobody reads while the server sends far more events than the
 	// queue holds; the client must keep working (replies still flow).
 	for i := 0; i < 600; i++ {
