@@ -59,17 +59,25 @@ type Resolver interface {
 }
 
 // ResolveError records a dsthost name that did not resolve when a rule set
-// was compiled. The rule then matches nothing.
+// was compiled. An accept rule then matches nothing; a drop rule makes the
+// whole client deny-all (FailedClosed), as the Linux agent blocks a client
+// whose rules it cannot apply: letting traffic meant to be dropped fall
+// through to later accept rules would open the firewall.
 type ResolveError struct {
-	Client netip.Addr
-	Rule   int
-	Host   string
-	Err    error
+	Client       netip.Addr
+	Rule         int
+	Host         string
+	Err          error
+	FailedClosed bool
 }
 
 func (e *ResolveError) Error() string {
-	return fmt.Sprintf("firewall rules for client %s: rule %04d dsthost %s did not resolve (%v); the rule matches nothing until the rules are applied again",
-		e.Client, e.Rule, quote(e.Host), e.Err)
+	effect := "the rule matches nothing"
+	if e.FailedClosed {
+		effect = "all traffic from this client is dropped"
+	}
+	return fmt.Sprintf("firewall rules for client %s: rule %04d dsthost %s did not resolve (%v); %s until the rules are applied again",
+		e.Client, e.Rule, quote(e.Host), e.Err, effect)
 }
 
 func (e *ResolveError) Unwrap() error { return e.Err }
@@ -333,12 +341,18 @@ func (comp compiler) client(client netip.Addr, set *RuleSet) (*clientRules, erro
 		return nil, fmt.Errorf("firewall: rule set for %s is filed under client %s; keeping the previous rules", addrText(set.Client), addrText(client))
 	}
 	c := &clientRules{client: client, policy: set.Policy, ipv4: client.Is4()}
+	failClosed := false
 	for _, nr := range set.Rules {
 		dsts, err := comp.destinations(nr.Rule, !c.ipv4)
 		if err != nil {
-			c.problems = append(c.problems, &ResolveError{Client: client, Rule: nr.Number, Host: nr.DstHost, Err: err})
+			closed := nr.Action == Drop
+			failClosed = failClosed || closed
+			c.problems = append(c.problems, &ResolveError{Client: client, Rule: nr.Number, Host: nr.DstHost, Err: err, FailedClosed: closed})
 		}
 		c.rules = appendCompiled(c.rules, nr, dsts, !c.ipv4)
+	}
+	if failClosed {
+		c.rules, c.policy = nil, Drop
 	}
 	return c, nil
 }

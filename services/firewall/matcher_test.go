@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 
@@ -265,9 +266,29 @@ func TestCompileNilResolver(t *testing.T) {
 	if diff := cmp.Diff([]string{"0 blocked.example no resolver configured"}, got); diff != "" {
 		t.Errorf("problems mismatch (-want +got):\n%s", diff)
 	}
-	// The literal still works without a resolver.
-	if a, rule := m.MatchRule(client4, netip.MustParseAddr("192.0.2.9"), 6, 1, 0); a != Drop || rule != 1 {
-		t.Errorf("MatchRule = %v, %d; want drop, 1", a, rule)
+	// An unresolved drop rule fails closed: the whole client is dropped,
+	// even traffic the other rules or the policy would accept.
+	for _, dst := range []string{"192.0.2.9", "198.51.100.1"} {
+		if a, rule := m.MatchRule(client4, netip.MustParseAddr(dst), 6, 1, 0); a != Drop || rule != RulePolicy {
+			t.Errorf("MatchRule(%s) = %v, %d; want drop by policy (deny-all)", dst, a, rule)
+		}
+	}
+	var re *ResolveError
+	if !errors.As(m.Problems()[0], &re) || !re.FailedClosed || !strings.Contains(re.Error(), "all traffic from this client is dropped") {
+		t.Errorf("problem %v does not report failing closed", m.Problems()[0])
+	}
+
+	// An unresolved accept rule only matches nothing; the rest applies.
+	set = mustRuleSet(t, client4, "drop", "action=accept dsthost=allowed.example", "action=accept dsthost=192.0.2.9")
+	m, err = Compile(context.Background(), map[netip.Addr]*RuleSet{client4: set}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, rule := m.MatchRule(client4, netip.MustParseAddr("192.0.2.9"), 6, 1, 0); a != Accept || rule != 1 {
+		t.Errorf("MatchRule = %v, %d; want accept, 1", a, rule)
+	}
+	if !errors.As(m.Problems()[0], &re) || re.FailedClosed {
+		t.Errorf("accept-rule problem %v reported as failing closed", m.Problems()[0])
 	}
 }
 
