@@ -50,11 +50,10 @@
 //   - dsthost names are kept as written and resolved by Compile through a
 //     caller-supplied Resolver, once per compilation, for the client's address
 //     family, as the Linux agent resolves once when it applies the rules. A name
-//     that does not resolve makes its rule match nothing; the failure is
-//     reported by Matcher.Problems. The Linux agent instead blocks the whole
-//     client. The difference matters for drop rules: here, traffic a drop
-//     rule on an unresolvable name was meant to stop falls through to the
-//     later rules and the policy.
+//     that does not resolve in a drop rule makes the whole client deny-all, as
+//     the Linux agent blocks the client (traffic the rule was meant to stop
+//     must not fall through to later accept rules); in an accept rule it only
+//     makes that rule match nothing. Either way Matcher.Problems reports it.
 //
 // A rule set with any bad entry (or without a policy) is replaced by a
 // deny-all set for that client, and the error describing every bad entry is
