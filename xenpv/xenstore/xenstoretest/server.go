@@ -456,10 +456,21 @@ func (c *conn) handle(m xenstore.Message) ([]byte, string) {
 		}
 		out := strconv.AppendUint(nil, gen, 10)
 		out = append(out, 0)
-		// Small parts, so tests exercise the reassembly.
+		// Parts hold whole names, as xenstored's do (libxenstore relies on
+		// it: it takes a part ending in an empty name as the last), and
+		// are kept small so that tests exercise the reassembly.
 		part := list[off:]
 		if max := xenstore.PayloadMax/4 - len(out); len(part) > max {
-			part = part[:max]
+			cut := 0
+			for i := 0; i < max; i++ {
+				if part[i] == 0 {
+					cut = i + 1
+				}
+			}
+			if cut == 0 {
+				return nil, "E2BIG"
+			}
+			part = part[:cut]
 		}
 		return append(out, part...), ""
 
