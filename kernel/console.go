@@ -26,8 +26,6 @@ const (
 var (
 	useCOM1 bool
 	useE9   bool
-	// consoleHook, when non-zero, is an index into the platform console
-	// table (Xen PV console later); kept as a plain flag here.
 )
 
 func consoleInit(onXen bool) {

@@ -47,13 +47,12 @@ const (
 )
 
 type cpuStacks struct {
-	sys, idle, ist1, ist2, ist3 [0]uint64 // markers; storage below
-	sysBuf                      [kstackSize]byte
-	idleBuf                     [kstackSize]byte
-	ist1Buf                     [istSize]byte
-	ist2Buf                     [istSize]byte
-	ist3Buf                     [istSize]byte
-	idleFXBuf                   [512 + 64]byte
+	sysBuf    [kstackSize]byte
+	idleBuf   [kstackSize]byte
+	ist1Buf   [istSize]byte
+	ist2Buf   [istSize]byte
+	ist3Buf   [istSize]byte
+	idleFXBuf [512 + 64]byte
 }
 
 var stacks [1]cpuStacks // only the boot CPU for now
@@ -189,7 +188,6 @@ func rt0Addr() uintptr
 func kernelEnd() uintptr
 func textRange() (start, end uintptr)
 func rdrand() (v uint64, ok bool)
-func readCR2() uintptr
 func readCR3() uintptr
 func writeCR3(v uintptr)
 func readCR4() uintptr

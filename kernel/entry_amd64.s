@@ -163,12 +163,6 @@ TEXT ·rdrand(SB),NOSPLIT,$0-9
 	MOVQ	AX, v+0(FP)
 	RET
 
-// func readCR2() uintptr
-TEXT ·readCR2(SB),NOSPLIT,$0-8
-	MOVQ	CR2, AX
-	MOVQ	AX, ret+0(FP)
-	RET
-
 // func readCR3() uintptr
 TEXT ·readCR3(SB),NOSPLIT,$0-8
 	MOVQ	CR3, AX
