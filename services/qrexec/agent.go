@@ -143,24 +143,11 @@ func (s *session) sendTerminated(domain, port uint32) {
 // ctx ends, or dom0 sends something invalid (an error naming it). Serve
 // closes ctrl and waits for the requests it started.
 func (a *Agent) Serve(ctx context.Context, ctrl io.ReadWriteCloser) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { ctrl.Close() })
-	defer stop()
-	defer ctrl.Close()
-
-	a.mu.Lock()
-	if a.serving {
-		a.mu.Unlock()
-		return errors.New("qrexec: agent is already serving a control connection")
+	ctx, cancel, done, err := serveControl(ctx, ctrl, &a.mu, &a.serving, "agent is already serving a control connection")
+	if err != nil {
+		return err
 	}
-	a.serving = true
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		a.serving = false
-		a.mu.Unlock()
-	}()
+	defer done()
 
 	c := &conn{rwc: ctrl}
 	v, err := handshake(c)

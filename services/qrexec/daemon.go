@@ -2,7 +2,6 @@ package qrexec
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -64,23 +63,11 @@ func (d *Daemon) logf(format string, args ...any) {
 // Serve runs the control connection until the VM closes it (nil), ctx
 // ends or the VM sends something invalid (an error). It closes ctrl.
 func (d *Daemon) Serve(ctx context.Context, ctrl io.ReadWriteCloser) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { ctrl.Close() })
-	defer stop()
-	defer ctrl.Close()
-	d.mu.Lock()
-	if d.serving {
-		d.mu.Unlock()
-		return errors.New("qrexec: daemon already serves a VM")
+	ctx, cancel, done, err := serveControl(ctx, ctrl, &d.mu, &d.serving, "daemon already serves a VM")
+	if err != nil {
+		return err
 	}
-	d.serving = true
-	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		d.serving = false
-		d.mu.Unlock()
-	}()
+	defer done()
 
 	c := &conn{rwc: ctrl}
 	v, err := handshake(c)
