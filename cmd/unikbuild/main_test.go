@@ -364,3 +364,32 @@ func TestRunDefaultCmdline(t *testing.T) {
 		})
 	}
 }
+
+// TestRunXen boots a kernel image as a PVH guest on real Xen (the Xen lab)
+// and checks that its console reaches stdout and its exit status becomes
+// unikbuild's.
+func TestRunXen(t *testing.T) {
+	kernelCompiles(t)
+	r := unikbuild(t, "run", "--xen", "--mem", "64M", "--timeout", "5m", "../../builder/testdata/hello", "--", "on", "xen")
+	if r.code != 3 {
+		t.Errorf("exit %d, want hello's status 3 (stderr %q)", r.code, r.stderr)
+	}
+	for _, want := range []string{"unikgo: 64 MiB, 1 vCPU, xen, kernel ready in", `hello from unikgo: args="on|xen"`, "unikgo: exit status 3"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("console %q lacks %q", r.stdout, want)
+		}
+	}
+}
+
+func TestMebibytes(t *testing.T) {
+	for in, want := range map[string]int{"": 128, "64M": 64, "64m": 64, "1G": 1024, "256": 256} {
+		if got, err := mebibytes(in); got != want || err != nil {
+			t.Errorf("mebibytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"M", "-5M", "lots", "0"} {
+		if _, err := mebibytes(bad); err == nil {
+			t.Errorf("mebibytes(%q) succeeded", bad)
+		}
+	}
+}

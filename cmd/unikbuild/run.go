@@ -21,8 +21,9 @@ import (
 const runSynopsis = `run [flags] IMAGE|PKG [-- ARGS]
 
 Boots IMAGE (or builds the main package PKG first) under QEMU with the
-console on stdout. ARGS become the program's arguments. The guest's exit
-status becomes unikbuild's.`
+console on stdout, or with --xen as a PVH guest on real Xen (the Xen lab).
+ARGS become the program's arguments. The guest's exit status becomes
+unikbuild's.`
 
 // runFlags are the guest settings shared by run and test.
 type runFlags struct {
@@ -68,6 +69,7 @@ func runRun(ctx context.Context, e env, args []string) error {
 	rf.add(fs, 0)
 	var bopts builder.BuildOptions
 	addEntryFlags(fs, &bopts)
+	xen := fs.Bool("xen", false, "boot as a PVH guest on real Xen in the Xen lab (Xen 4.17 + dom0 under QEMU) instead")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -116,6 +118,9 @@ func runRun(ctx context.Context, e env, args []string) error {
 		if cmdline, err = rf.cmdline(prog, guestArgs); err != nil {
 			return usageError("run: %v", err)
 		}
+	}
+	if *xen {
+		return runXen(ctx, e, rf, image, cmdline)
 	}
 	exit, err := boot(ctx, e, rf, image, cmdline, e.stdout)
 	if err != nil {

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -270,7 +269,7 @@ func runGuestIn(ctx context.Context, lab *xenlab.Lab, done func(bool), cfg xenla
 	if err != nil {
 		return err
 	}
-	stopStream := stream(g)
+	stopStream := g.Stream(func(l string) { fmt.Printf("xen| %s\n", l) }, func(l string) { fmt.Printf("con| %s\n", l) })
 	reason, werr := g.WaitShutdown(gctx)
 	time.Sleep(300 * time.Millisecond) // let xenconsoled flush the last console bytes
 	stopStream()
@@ -283,42 +282,6 @@ func runGuestIn(ctx context.Context, lab *xenlab.Lab, done func(bool), cfg xenla
 		g.Name, g.DomID, reason, ran.Round(10*time.Millisecond), lab.BootTime().Round(100*time.Millisecond),
 		time.Since(processStart).Round(100*time.Millisecond))
 	return check(g, reason)
-}
-
-// stream prints the guest's Xen console lines and PV console lines as they appear.
-func stream(g *xenlab.Guest) func() {
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		xenSeen, conSeen := 0, 0
-		flush := func() {
-			xl := g.XenLines()
-			for ; xenSeen < len(xl); xenSeen++ {
-				fmt.Printf("xen| %s\n", xl[xenSeen])
-			}
-			con := g.Console()
-			if i := strings.LastIndexByte(con, '\n'); i >= 0 {
-				lines := strings.Split(strings.ReplaceAll(con[:i], "\r", ""), "\n")
-				for ; conSeen < len(lines); conSeen++ {
-					fmt.Printf("con| %s\n", lines[conSeen])
-				}
-			}
-		}
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				flush()
-				return
-			case <-t.C:
-				flush()
-			}
-		}
-	}()
-	return func() { close(stop); wg.Wait() }
 }
 
 func cmdShell(ctx context.Context, args []string) error {
