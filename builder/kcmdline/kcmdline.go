@@ -11,6 +11,7 @@ package kcmdline
 import (
 	"errors"
 	"fmt"
+	"github.com/unikgo/unikgo/kernel/cmdline"
 	"strings"
 )
 
@@ -73,61 +74,53 @@ func Quote(w string) (string, error) {
 	return w, nil
 }
 
-// Split breaks a command line into words the way the kernel does.
+// Split breaks a command line into words the way the kernel does: it is
+// the kernel's own parser (kernel/cmdline), so the two cannot disagree.
 func Split(s string) ([]string, error) {
-	var (
-		words  []string
-		cur    strings.Builder
-		inWord bool
-		quoted bool
-	)
-	for _, r := range s {
-		switch {
-		case r == '"':
-			quoted = !quoted
-			inWord = true
-		case (r == ' ' || r == '\t') && !quoted:
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteRune(r)
-			inWord = true
-		}
+	l, err := parse(s)
+	if err != nil {
+		return nil, err
 	}
-	if quoted {
-		return nil, fmt.Errorf("kernel command line %q: unterminated double quote", s)
-	}
-	if inWord {
-		words = append(words, cur.String())
-	}
-	return words, nil
+	return append(append(l.Options, l.Env...), l.Args...), nil
 }
 
-// Parse splits s and sorts its words into options, environment and argv.
+// Parse splits s and sorts its words into options, environment and argv,
+// as the kernel will.
 func Parse(s string) (Line, error) {
-	words, err := Split(s)
+	l, err := parse(s)
 	if err != nil {
 		return Line{}, err
 	}
-	var l Line
-	i := 0
-	for ; i < len(words) && strings.HasPrefix(words[i], OptionPrefix); i++ {
-		l.Options = append(l.Options, words[i])
-	}
-	for ; i < len(words) && isAssignment(words[i]); i++ {
-		l.Env = append(l.Env, words[i])
-	}
-	l.Args = words[i:]
 	if len(l.Args) == 0 {
 		return Line{}, fmt.Errorf("kernel command line %q: no program name", s)
 	}
 	return l, nil
 }
 
-// isAssignment reports whether w is NAME=VALUE with a shell-style NAME.
+func parse(s string) (Line, error) {
+	if strings.Count(s, `"`)%2 != 0 {
+		return Line{}, fmt.Errorf("kernel command line %q: unterminated double quote", s)
+	}
+	var k cmdline.Line
+	k.ParseString(s)
+	if k.Truncated() {
+		return Line{}, fmt.Errorf("kernel command line of %d bytes: over the kernel's limits (%d words, %d bytes)", len(s), cmdline.MaxWords, cmdline.MaxBytes)
+	}
+	var l Line
+	for i := 0; i < k.NumOptions(); i++ {
+		l.Options = append(l.Options, cmdline.OptionPrefix+k.OptionAt(i))
+	}
+	for i := 0; i < k.NumEnv(); i++ {
+		l.Env = append(l.Env, k.EnvAt(i))
+	}
+	for i := 0; i < k.NumArgs(); i++ {
+		l.Args = append(l.Args, k.ArgAt(i))
+	}
+	return l, nil
+}
+
+// isAssignment reports whether w is NAME=VALUE with a shell-style NAME
+// (the kernel's rule in kernel/cmdline, applied to a single word).
 func isAssignment(w string) bool {
 	name, _, ok := strings.Cut(w, "=")
 	if !ok || name == "" {
