@@ -440,6 +440,8 @@ func sysClose(fd int64) uint64 {
 		pipeClose(d)
 	case fdEvtchn:
 		evtchnClose(d)
+	case fdDMA:
+		dmaClose(int(fd))
 	}
 	// Drop it from every interest list.
 	for e := range epolls {

@@ -204,6 +204,8 @@ func doSyscall(c *percpu, f *TrapFrame) {
 			f.RAX = errno(_EBADF)
 		} else if d.kind == fdEvtchn {
 			f.RAX = evtchnIoctl(d, a1, uintptr(a2))
+		} else if d.kind == fdDMA {
+			f.RAX = dmaIoctl(int64(a0), a1, uintptr(a2))
 		}
 	case unix.SYS_GETCWD:
 		if a1 < 2 {
@@ -404,6 +406,8 @@ func sysOpen(path uintptr, flags uint64) uint64 {
 	switch string(name[:n]) {
 	case "/dev/xen/evtchn":
 		return evtchnOpen(flags)
+	case "/dev/unikgo/dma":
+		return dmaOpen(flags)
 	}
 	return errno(_ENOENT)
 }
