@@ -274,3 +274,30 @@ func AddToPhysmap(space uint32, idx, gpfn uint64) error {
 	a := addToPhysmap{domid: DomIDSelf, space: space, idx: idx, gpfn: gpfn}
 	return result(call(HypervisorMemoryOp, MemOpAddToPhysmap, uintptr(unsafe.Pointer(&a)), 0, 0, 0))
 }
+
+// Grant-table and memory sub-operations used by package gnttab.
+const (
+	GnttabOpMapGrantRef   = 0
+	GnttabOpUnmapGrantRef = 1
+	GnttabOpCopy          = 5
+	GnttabOpQuerySize     = 6
+
+	MemOpDecreaseReservation = 1
+	MemOpPopulatePhysmap     = 6
+)
+
+// GrantTableOp issues GNTTABOP cmd on count consecutive argument structs
+// at ops. Per-op results are in each struct's status field.
+func GrantTableOp(cmd uint32, ops unsafe.Pointer, count int) error {
+	return result(call(HypervisorGrantTableOp, uintptr(cmd), uintptr(ops), uintptr(count), 0, 0))
+}
+
+// MemoryOp issues XENMEM cmd and returns its non-negative result (for
+// reservation ops, the number of extents done).
+func MemoryOp(cmd uint32, arg unsafe.Pointer) (int, error) {
+	r := call(HypervisorMemoryOp, uintptr(cmd), uintptr(arg), 0, 0, 0)
+	if err := result(r); err != nil {
+		return 0, err
+	}
+	return int(r), nil
+}

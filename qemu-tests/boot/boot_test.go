@@ -149,6 +149,12 @@ func TestOutOfMemory(t *testing.T) {
 	expect(t, r, 2, "oom: live MiB 49", "fatal error: runtime: out of memory")
 }
 
+func TestDMAMemory(t *testing.T) {
+	t.Parallel()
+	r := boot(t, image(t, "./qemu-tests/boot/testdata/dma"), "dma", time.Minute)
+	expect(t, r, 0, "dma: ok\n")
+}
+
 func TestSyscalls(t *testing.T) {
 	t.Parallel()
 	r := boot(t, image(t, "./qemu-tests/boot/testdata/syscalls"), "syscalls", time.Minute)
