@@ -216,3 +216,17 @@ func (c *Channel) Wait(ctx context.Context) error {
 
 // Notify signals the remote end.
 func (c *Channel) Notify() error { return c.m.dev.Notify(c.Port) }
+
+// C returns the port's wake-up channel: buffered with capacity one, so
+// wake-ups coalesce like the pending bit and none is lost between waits.
+func (c *Channel) C() <-chan struct{} { return c.ch }
+
+// Device returns the device the Mux reads, to bind more ports on it.
+func (m *Mux) Device() *Device { return m.dev }
+
+// Forget drops p's waiter; call it after unbinding p.
+func (m *Mux) Forget(p Port) {
+	m.mu.Lock()
+	delete(m.chans, p)
+	m.mu.Unlock()
+}
