@@ -9,6 +9,7 @@ package xen_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -198,4 +199,90 @@ func TestXenstoreAndShutdownPVH(t *testing.T) {
 	if ms, _ := strconv.Atoi(m[1]); ms >= 1000 {
 		t.Errorf("program exited %d ms (guest time) after xl shutdown, want < 1000", ms)
 	}
+}
+
+// TestVchanInteropPVH runs testdata/vchan against dom0's libxenvchan
+// (vchan-socket-proxy), with the guest as server and then as client.
+func TestVchanInteropPVH(t *testing.T) {
+	l := lab(t)
+	img := image(t, "./qemu-tests/xen/testdata/vchan")
+	labMu.Lock()
+	defer labMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	g, err := l.Create(ctx, xenlab.GuestConfig{Name: "vchan", Type: xenlab.PVH, Kernel: img, Cmdline: "vchan", MemoryMiB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Destroy(context.Background())
+	wait := func(re string) string {
+		t.Helper()
+		line, err := g.WaitConsole(ctx, regexp.MustCompile(re))
+		if err != nil {
+			t.Fatalf("waiting for %q: %v\nconsole:\n%s", re, err, g.Console())
+		}
+		return line
+	}
+	wait(`vchan: domain \d+ listening on port 5000`)
+
+	// dom0 as client: one line in, the pong and the payload out. The
+	// proxy exits when the guest closes the vchan.
+	run := func(script string) string {
+		t.Helper()
+		rctx, rcancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer rcancel()
+		out, err := l.MustSucceed(rctx, script)
+		if err != nil {
+			t.Fatalf("%v\nconsole:\n%s", err, g.Console())
+		}
+		return out
+	}
+	out := run(fmt.Sprintf(`set -e
+p=/local/domain/%[1]d/data/vchan/0/5000
+rm -f /tmp/vin /tmp/vout; mkfifo /tmp/vin
+vchan-socket-proxy -m client %[1]d $p - </tmp/vin >/tmp/vout &
+pid=$!
+exec 3>/tmp/vin
+printf 'hello from dom0\n' >&3
+wait $pid
+exec 3>&-
+head -n 1 /tmp/vout
+tail -n +2 /tmp/vout | sha256sum
+`, g.DomID))
+	payload := make([]byte, 200000)
+	for i := range payload {
+		payload[i] = byte('a' + i%26)
+	}
+	want := fmt.Sprintf("pong hello from dom0\n%x  -\n", sha256.Sum256(payload))
+	if out != want {
+		t.Errorf("dom0's client received:\n%s\nwant:\n%s", out, want)
+	}
+	wait(`vchan: server sent pong and 200000 bytes`)
+
+	// dom0 as server: a random blob out, the guest's count back.
+	out = run(fmt.Sprintf(`set -e
+p=/local/domain/0/data/vchan/%[1]d/5001
+head -c 65536 /dev/urandom >/tmp/blob
+rm -f /tmp/sin /tmp/sout; mkfifo /tmp/sin
+vchan-socket-proxy -m server %[1]d $p - </tmp/sin >/tmp/sout &
+pid=$!
+exec 3>/tmp/sin
+cat /tmp/blob >&3
+wait $pid
+exec 3>&-
+sha256sum </tmp/blob
+cat /tmp/sout
+`, g.DomID))
+	lines := strings.SplitN(out, "\n", 2)
+	sum := strings.TrimSuffix(lines[0], "  -")
+	if len(lines) < 2 || lines[1] != "got 65536 bytes\n" {
+		t.Errorf("dom0's server received %q, want the guest's count", out)
+	}
+	wait(`vchan: client got 65536 bytes sha256 ` + sum)
+	wait(`vchan: done`)
+	reason, err := g.WaitShutdown(ctx)
+	if err != nil {
+		t.Fatalf("%v\nconsole:\n%s", err, g.Console())
+	}
+	expect(t, g.Console(), reason, xenlab.Poweroff, "vchan: done")
 }
