@@ -24,6 +24,7 @@ const (
 	_ETIMEDOUT = unix.ETIMEDOUT
 	_EPIPE     = unix.EPIPE
 	_EFBIG     = unix.EFBIG
+	_EBUSY     = unix.EBUSY
 )
 
 func errno(e unix.Errno) uint64 { return uint64(-int64(e)) }

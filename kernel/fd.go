@@ -25,6 +25,7 @@ type fdesc struct {
 var fds [maxFDs]fdesc
 
 func fdInit() {
+	irqInit()
 	fds[0] = fdesc{kind: fdConsole, rdonly: true}
 	fds[1] = fdesc{kind: fdConsole}
 	fds[2] = fdesc{kind: fdConsole}
@@ -137,6 +138,11 @@ func readiness(fd int32) uint32 {
 		return epollOut
 	case fdPipeR, fdPipeW:
 		return pipeReadiness(d)
+	case fdIRQ:
+		if irqLines[d.obj].count > 0 {
+			return epollIn
+		}
+		return 0
 	case fdEvtchn:
 		if evtchnDevs[d.obj].n > 0 {
 			return epollIn | epollOut
@@ -315,6 +321,8 @@ func sysRead(c *percpu, f *TrapFrame) {
 		pipeRead(c, f, d, buf, n)
 	case fdEvtchn:
 		evtchnRead(c, f, d, buf, n)
+	case fdIRQ:
+		irqRead(c, f, d, buf, n)
 	case fdConsole:
 		f.RAX = 0 // no console input: end of file
 	case fdEventfd:
@@ -442,6 +450,8 @@ func sysClose(fd int64) uint64 {
 		evtchnClose(d)
 	case fdDMA:
 		dmaClose(int(fd))
+	case fdIRQ:
+		irqClose(d)
 	}
 	// Drop it from every interest list.
 	for e := range epolls {

@@ -206,6 +206,8 @@ func doSyscall(c *percpu, f *TrapFrame) {
 			f.RAX = evtchnIoctl(d, a1, uintptr(a2))
 		} else if d.kind == fdDMA {
 			f.RAX = dmaIoctl(int64(a0), a1, uintptr(a2))
+		} else if d.kind == fdIRQ {
+			f.RAX = irqIoctl(d, a1, uintptr(a2))
 		}
 	case unix.SYS_GETCWD:
 		if a1 < 2 {
@@ -408,6 +410,8 @@ func sysOpen(path uintptr, flags uint64) uint64 {
 		return evtchnOpen(flags)
 	case "/dev/unikgo/dma":
 		return dmaOpen(flags)
+	case "/dev/unikgo/irq":
+		return irqOpen(flags)
 	}
 	return errno(_ENOENT)
 }

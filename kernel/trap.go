@@ -48,6 +48,10 @@ func irq(c *percpu, f *TrapFrame, inThread bool) {
 		xenUpcall()
 		return
 	}
+	if v := f.Vector; v >= irqVectorBase && v < irqVectorBase+irqVectors {
+		irqFired(v)
+		return
+	}
 	if f.Vector != timerVector {
 		return
 	}

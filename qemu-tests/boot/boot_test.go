@@ -155,6 +155,12 @@ func TestDMAMemory(t *testing.T) {
 	expect(t, r, 0, "dma: ok\n")
 }
 
+func TestDeviceInterrupts(t *testing.T) {
+	t.Parallel()
+	r := boot(t, image(t, "./qemu-tests/boot/testdata/irq"), "irq", time.Minute)
+	expect(t, r, 0, "irq: ok\n")
+}
+
 func TestSyscalls(t *testing.T) {
 	t.Parallel()
 	r := boot(t, image(t, "./qemu-tests/boot/testdata/syscalls"), "syscalls", time.Minute)
