@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -279,10 +280,95 @@ cat /tmp/sout
 		t.Errorf("dom0's server received %q, want the guest's count", out)
 	}
 	wait(`vchan: client got 65536 bytes sha256 ` + sum)
+	wait(`vchan: grant copy ok; a bad ref fails with "gnttab: copy 0: `)
 	wait(`vchan: done`)
 	reason, err := g.WaitShutdown(ctx)
 	if err != nil {
 		t.Fatalf("%v\nconsole:\n%s", err, g.Console())
 	}
 	expect(t, g.Console(), reason, xenlab.Poweroff, "vchan: done")
+}
+
+// TestQubesDBOverLibxenvchan runs the VM side of QubesDB in a guest
+// against qubesdbd in dom0, joined by dom0's real libxenvchan
+// (vchan-socket-proxy in server mode on port 111, as qubesdb-daemon uses).
+func TestQubesDBOverLibxenvchan(t *testing.T) {
+	l := lab(t)
+	img := image(t, "./qemu-tests/xen/testdata/qubesdb")
+	daemon := filepath.Join(imgDir, "qubesdbd")
+	build := exec.Command("go", "build", "-o", daemon, "./qemu-tests/xen/testdata/qubesdbd")
+	build.Dir = "../.."
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building qubesdbd: %v\n%s", err, out)
+	}
+	bin, err := l.CopyIn(daemon, "qubesdbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	labMu.Lock()
+	defer labMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	g, err := l.Create(ctx, xenlab.GuestConfig{Name: "qdb", Type: xenlab.PVH, Kernel: img, Cmdline: "qubesdb", MemoryMiB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Destroy(context.Background())
+	run := func(script string) string {
+		t.Helper()
+		rctx, rcancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer rcancel()
+		out, err := l.MustSucceed(rctx, script)
+		if err != nil {
+			t.Fatalf("%v\nconsole:\n%s", err, g.Console())
+		}
+		return out
+	}
+	defer l.Run(context.Background(), `echo quit >/tmp/qubesdb.ctl & sleep 1; kill %1 2>/dev/null; pkill vchan-socket-proxy; true`)
+	run(fmt.Sprintf(`set -e
+rm -f /tmp/qubesdb.ctl /tmp/qubesdb.log
+cp %s /tmp/qubesdbd && chmod +x /tmp/qubesdbd
+/tmp/qubesdbd --set /name=qdb --set /qubes-ip=10.137.0.5 --set /qubes-gateway=10.137.0.1 >/tmp/qubesdb.log 2>&1 &
+i=0; until grep -q ready /tmp/qubesdb.log; do i=$((i+1)); [ $i -lt 100 ] || { cat /tmp/qubesdb.log; exit 1; }; sleep 0.1; done
+vchan-socket-proxy -m server %d /local/domain/0/data/vchan/%d/111 /tmp/qubesdb.sock >/tmp/proxy.log 2>&1 &
+`, bin, g.DomID, g.DomID))
+	wait := func(re string) string {
+		t.Helper()
+		line, err := g.WaitConsole(ctx, regexp.MustCompile(re))
+		if err != nil {
+			t.Fatalf("waiting for %q: %v\nconsole:\n%s\ndom0:\n%s", re, err, g.Console(), run("cat /tmp/qubesdb.log /tmp/proxy.log"))
+		}
+		return line
+	}
+	wait(`qubesdb: watching /qubes-firewall/`)
+	for _, want := range []string{
+		"qubesdb: synced 3 entries",
+		`qubesdb: /name = "qdb" (true)`,
+		`qubesdb: /qubes-ip = "10.137.0.5" (true)`,
+		`qubesdb: /qubes-gateway = "10.137.0.1" (true)`,
+	} {
+		if !strings.Contains(g.Console(), want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	run(`echo 'write /qubes-firewall/10.137.0.5/0000 action=accept proto=tcp dstports=443-443' >/tmp/qubesdb.ctl`)
+	wait(`qubesdb: pushed /qubes-firewall/10.137.0.5/0000 = "action=accept proto=tcp dstports=443-443"`)
+	run(`echo 'rm /qubes-firewall/10.137.0.5/0000' >/tmp/qubesdb.ctl`)
+	wait(`qubesdb: removed /qubes-firewall/10.137.0.5/0000`)
+	wait(`qubesdb: done`)
+	if reason, err := g.WaitShutdown(ctx); err != nil || reason != xenlab.Poweroff {
+		t.Fatalf("shutdown %v, %v\nconsole:\n%s", reason, err, g.Console())
+	}
+	log := run("sleep 1; cat /tmp/qubesdb.log")
+	for _, want := range []string{
+		"vm connected",
+		"event write /qubes-service/unikgo = 1",
+		"write /qubes-firewall/10.137.0.5/0000 action=accept proto=tcp dstports=443-443: ok",
+		"rm /qubes-firewall/10.137.0.5/0000: ok",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("qubesdbd's log lacks %q:\n%s", want, log)
+		}
+	}
 }

@@ -117,11 +117,12 @@ var statusText = [...]string{
 	"operation not done; try again", "out of space",
 }
 
+// Error returns the status's meaning; callers wrap it with what failed.
 func (s Status) Error() string {
 	if s <= 0 && int(-s) < len(statusText) {
-		return "gnttab: " + statusText[-s]
+		return statusText[-s]
 	}
-	return "gnttab: status " + itoa(int(s))
+	return "unknown grant status " + itoa(int(s))
 }
 
 func itoa(v int) string {

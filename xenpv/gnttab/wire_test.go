@@ -54,10 +54,10 @@ func TestWireLayout(t *testing.T) {
 
 func TestStatusError(t *testing.T) {
 	for s, want := range map[Status]string{
-		statusBadGntref: "gnttab: invalid grant reference",
-		statusNoSpace:   "gnttab: out of space",
-		-14:             "gnttab: status -14",
-		3:               "gnttab: status 3",
+		statusBadGntref: "invalid grant reference",
+		statusNoSpace:   "out of space",
+		-14:             "unknown grant status -14",
+		3:               "unknown grant status 3",
 	} {
 		if got := s.Error(); got != want {
 			t.Errorf("Status(%d).Error() = %q, want %q", s, got, want)

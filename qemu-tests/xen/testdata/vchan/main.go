@@ -12,6 +12,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -19,6 +20,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/unikgo/unikgo/kernel/dma"
+	"github.com/unikgo/unikgo/xenpv/gnttab"
 	"github.com/unikgo/unikgo/xenpv/vchan"
 	"github.com/unikgo/unikgo/xenpv/vchan/guest"
 )
@@ -109,5 +112,52 @@ func main() {
 	if err := cli.Close(); err != nil {
 		fail("close client: %v", err)
 	}
+	grantCopy()
 	fmt.Println("vchan: done")
+}
+
+// grantCopy checks GNTTABOP_copy through Xen: the netback's way of moving
+// data, here between two local frames and from a page granted to dom0.
+func grantCopy() {
+	tbl, err := gnttab.Open()
+	if err != nil {
+		fail("%v", err)
+	}
+	mem, err := dma.System()
+	if err != nil {
+		fail("%v", err)
+	}
+	r, err := mem.Alloc(2 * dma.PageSize)
+	if err != nil {
+		fail("%v", err)
+	}
+	src, dst := r.Bytes[:dma.PageSize], r.Bytes[dma.PageSize:]
+	for i := range src {
+		src[i] = byte(i * 13)
+	}
+	op := gnttab.CopyOp{
+		Src: gnttab.CopyPtr{Local: true, Frame: r.Frame(), Offset: 100},
+		Dst: gnttab.CopyPtr{Local: true, Frame: r.Frame() + 1, Offset: 200},
+		Len: 1000,
+	}
+	if err := tbl.Copy([]gnttab.CopyOp{op}); err != nil {
+		fail("grant copy: %v", err)
+	}
+	if !bytes.Equal(dst[200:1200], src[100:1100]) || dst[199] != 0 || dst[1200] != 0 {
+		fail("grant copy moved the wrong bytes")
+	}
+	// A ref we granted to dom0 is not ours to copy from as a peer.
+	ref, err := tbl.Grant(0, r.Frame(), true)
+	if err != nil {
+		fail("%v", err)
+	}
+	bad := gnttab.CopyOp{Src: gnttab.CopyPtr{Dom: 0, Ref: ref}, Dst: op.Dst, Len: 10}
+	if err := tbl.Copy([]gnttab.CopyOp{bad}); err == nil {
+		fail("grant copy from a ref dom0 never granted succeeded")
+	} else {
+		fmt.Printf("vchan: grant copy ok; a bad ref fails with %q\n", err)
+	}
+	if err := tbl.Revoke(ref); err != nil {
+		fail("%v", err)
+	}
 }
