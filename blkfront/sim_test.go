@@ -511,12 +511,12 @@ func (b *simBackend) count(op Operation) int {
 
 // backWorker serves one ring.
 type backWorker struct {
-	b        *simBackend
-	ring     *backRing
-	ch       *fakeChannel
-	refs     []gnttab.Ref
-	stop     chan struct{}
-	done     chan struct{}
+	b    *simBackend
+	ring *backRing
+	ch   *fakeChannel
+	refs []gnttab.Ref
+	stop chan struct{}
+	done chan struct{}
 }
 
 func (w *backWorker) run() {
