@@ -78,13 +78,22 @@ func (d *Device) connect(ctx context.Context) (*conn, error) {
 			keys[keyRingRef+strconv.Itoa(i)] = strconv.FormatUint(uint64(ref), 10)
 		}
 	}
+	published := false
 	fail := func(err error) (*conn, error) {
+		if published {
+			// The backend may have mapped the ring: take it through
+			// Closing so it lets go before the grants are revoked.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+			d.fe.Close(cctx)
+			cancel()
+		}
 		d.teardown(c)
 		return nil, err
 	}
 	if err := d.fe.PublishState(ctx, keys, xenbus.StateInitialised); err != nil {
 		return fail(fmt.Errorf("publishing the ring in %s: %w", d.fe.Dir, err))
 	}
+	published = true
 	if _, err := d.fe.WaitBackendState(ctx, xenbus.StateConnected); err != nil {
 		return fail(fmt.Errorf("waiting for backend %s to reach Connected: %w", d.fe.Backend, err))
 	}

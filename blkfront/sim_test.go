@@ -213,9 +213,10 @@ type backendOpts struct {
 	flushNotSupported bool
 	// flushError answers flushes with ERROR.
 	flushError bool
-	// mangle, if set, rewrites each response before it is produced and
-	// may add more. Return false to send nothing.
-	mangle func(req backReq, rsp *Response) bool
+	// mangle, if set, replaces each response by the ones it returns.
+	mangle func(req backReq, rsp Response) []Response
+	// afterPush, if set, runs after responses are pushed, with the ring.
+	afterPush func(r *backRing)
 }
 
 // backReq is a request as the backend parsed it.
@@ -584,13 +585,19 @@ func (w *backWorker) answer(req backReq) {
 	b := w.b
 	status := w.perform(&req)
 	rsp := Response{ID: req.id, Operation: req.op, Status: status}
-	send := true
+	rsps := []Response{rsp}
 	if b.opts.mangle != nil {
-		send = b.opts.mangle(req, &rsp)
+		rsps = b.opts.mangle(req, rsp)
 	}
-	if send {
+	for _, rsp := range rsps {
 		w.ring.respond(rsp)
+	}
+	if len(rsps) > 0 {
 		if w.ring.pushResponses() {
+			w.ch.kick()
+		}
+		if b.opts.afterPush != nil {
+			b.opts.afterPush(w.ring)
 			w.ch.kick()
 		}
 	}
