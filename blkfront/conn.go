@@ -36,9 +36,10 @@ type conn struct {
 	ringRefs []gnttab.Ref
 	ch       EventChannel
 
-	slots   []*op // by request id; nil when free
+	slots   []*op // by the request id's slot bits; nil when free
 	freeIDs []uint16
-	dead    bool // retired: nothing more is read from the ring
+	gen     uint64 // generation of the last request id
+	dead    bool   // retired: nothing more is read from the ring
 
 	cancel   context.CancelFunc // stops poll
 	pollDone chan struct{}
@@ -51,8 +52,11 @@ type conn struct {
 // Initialised, wait for Connected, read the disk's properties, and say
 // Connected.
 func (d *Device) connect(ctx context.Context) (*conn, error) {
-	if _, err := d.fe.WaitBackendState(ctx, xenbus.StateInitWait); err != nil {
-		return nil, fmt.Errorf("waiting for backend %s to reach InitWait: %w", d.fe.Backend, err)
+	// A backend still Closed from an earlier connection goes to InitWait
+	// when it sees this frontend Initialising (blkback's
+	// frontend_changed), so Closed is waited through, not an error.
+	if s, err := d.fe.WaitBackend(ctx, func(s xenbus.State) bool { return s == xenbus.StateInitWait }); err != nil {
+		return nil, fmt.Errorf("waiting for backend %s to reach InitWait (it is %v): %w", d.fe.Backend, s, err)
 	}
 	v, present, err := d.readBackend(ctx, keyMaxRingPageOrder)
 	if err != nil {

@@ -19,14 +19,20 @@ type op struct {
 
 	// While on the ring (guarded by Device.mu).
 	wire  Operation // the operation the response must carry
-	id    uint16
-	pages []page // data pages, then indirect pages
+	tag   uint64    // the request id on the wire: slot | generation<<idSlotBits
+	pages []page    // data pages, then indirect pages
 	refs  []gnttab.Ref
 
 	done    chan struct{}
 	err     error
 	reissue bool // the connection went away first: issue again
 }
+
+// idSlotBits is how many low bits of a request id index the slot table.
+// The bits above carry a generation, so a stale or repeated response that
+// names a slot since reused matches nothing (Linux blkfront keys on the
+// slot alone).
+const idSlotBits = 16
 
 // run issues ops and waits for all of them, re-issuing those whose
 // connection went away. It returns the first error; it never returns while
@@ -184,10 +190,12 @@ func (d *Device) issueLocked(c *conn, o *op, pages []page) error {
 		}
 	}
 
-	id := c.freeIDs[len(c.freeIDs)-1]
+	slotIdx := c.freeIDs[len(c.freeIDs)-1]
 	c.freeIDs = c.freeIDs[:len(c.freeIDs)-1]
-	o.id, o.pages, o.refs = id, pages, refs
-	c.slots[id] = o
+	c.gen++
+	id := uint64(slotIdx) | c.gen<<idSlotBits
+	o.tag, o.pages, o.refs = id, pages, refs
+	c.slots[slotIdx] = o
 	slot := c.ring.nextRequest()
 	switch {
 	case o.kind == OpFlushDiskCache:
@@ -195,25 +203,25 @@ func (d *Device) issueLocked(c *conn, o *op, pages []page) error {
 		if c.flush == FlushBarrier {
 			o.wire = OpWriteBarrier
 		}
-		r := Request{Operation: o.wire, Handle: d.handle, ID: uint64(id), Sector: 0}
+		r := Request{Operation: o.wire, Handle: d.handle, ID: id, Sector: 0}
 		r.Put(slot)
 	case o.kind == OpDiscard:
 		o.wire = OpDiscard
-		r := DiscardRequest{Handle: d.handle, ID: uint64(id), Sector: o.sector, NrSectors: o.nrSectors}
+		r := DiscardRequest{Handle: d.handle, ID: id, Sector: o.sector, NrSectors: o.nrSectors}
 		r.Put(slot)
 	case indirect:
 		// The response to an indirect request carries the inner operation
 		// (Linux blkback answers with pending_req->operation, and Linux
 		// blkfront checks for it).
 		o.wire = o.kind
-		r := IndirectRequest{Op: o.kind, NrSegments: uint16(ndata), ID: uint64(id), Sector: o.sector, Handle: d.handle}
+		r := IndirectRequest{Op: o.kind, NrSegments: uint16(ndata), ID: id, Sector: o.sector, Handle: d.handle}
 		for _, ref := range refs[ndata:] {
 			r.IndirectRef = append(r.IndirectRef, uint32(ref))
 		}
 		r.Put(slot)
 	default:
 		o.wire = o.kind
-		r := Request{Operation: o.kind, Handle: d.handle, ID: uint64(id), Sector: o.sector, Segments: segs}
+		r := Request{Operation: o.kind, Handle: d.handle, ID: id, Sector: o.sector, Segments: segs}
 		r.Put(slot)
 	}
 	d.stats.Requests++
@@ -255,13 +263,14 @@ func (d *Device) drainLocked(c *conn) {
 // outstanding request is dropped and counted; one that does not fit its
 // request fails that request.
 func (d *Device) completeLocked(c *conn, rsp Response) {
-	if rsp.ID >= uint64(len(c.slots)) || c.slots[rsp.ID] == nil {
+	slotIdx := rsp.ID & (1<<idSlotBits - 1)
+	if slotIdx >= uint64(len(c.slots)) || c.slots[slotIdx] == nil || c.slots[slotIdx].tag != rsp.ID {
 		d.stats.DroppedResponses++
 		return
 	}
-	o := c.slots[rsp.ID]
-	c.slots[rsp.ID] = nil
-	c.freeIDs = append(c.freeIDs, uint16(rsp.ID))
+	o := c.slots[slotIdx]
+	c.slots[slotIdx] = nil
+	c.freeIDs = append(c.freeIDs, uint16(slotIdx))
 	o.err = d.checkResponse(c, o, rsp)
 	if o.err == nil && o.kind == OpRead {
 		for i := 0; i*PageSize < len(o.buf); i++ {

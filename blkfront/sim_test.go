@@ -215,8 +215,15 @@ type backendOpts struct {
 	flushError bool
 	// mangle, if set, replaces each response by the ones it returns.
 	mangle func(req backReq, rsp Response) []Response
-	// afterPush, if set, runs after responses are pushed, with the ring.
+	// afterPush, if set, runs after each answer, with the ring.
 	afterPush func(r *backRing)
+	// goneAfterClose removes the backend directory once the frontend
+	// has closed: the disk was detached.
+	goneAfterClose bool
+	// stuckAfterClose stays Closed instead of coming back.
+	stuckAfterClose bool
+	// keepMapped keeps the first data page of the first write mapped.
+	keepMapped bool
 }
 
 // backReq is a request as the backend parsed it.
@@ -251,6 +258,8 @@ type simBackend struct {
 	held        []backReq // held requests, answered on release
 	flushes     int
 	published   map[string]string // frontend keys at connect
+	kept        gnttab.Ref        // data grant kept mapped (keepMapped)
+	segCounts   []int             // data segments of each read or write
 
 	worker *backWorker
 	stop   chan struct{}
@@ -302,8 +311,27 @@ func (b *simBackend) setState(s int) {
 	b.srv.Set(beDirAbs+"/state", strconv.Itoa(s))
 }
 
+// setKey changes a key the backend publishes at its next InitWait or
+// Connected.
+func (b *simBackend) setKey(key, value string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	keys := map[string]string{}
+	for k, v := range b.opts.keys {
+		keys[k] = v
+	}
+	keys[key] = value
+	b.opts.keys = keys
+}
+
+func (b *simBackend) keys() map[string]string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.opts.keys
+}
+
 func (b *simBackend) set(key, def string) {
-	if v, ok := b.opts.keys[key]; ok {
+	if v, ok := b.keys()[key]; ok {
 		if v == "<absent>" {
 			b.srv.Remove(beDirAbs + "/" + key)
 			return
@@ -329,7 +357,7 @@ func (b *simBackend) publishDisk() {
 	b.set("sectors", strconv.FormatUint(b.opts.sectors, 10))
 	b.set("sector-size", strconv.Itoa(b.opts.sectorSize))
 	b.set("info", "0")
-	for k, v := range b.opts.keys {
+	for k, v := range b.keys() {
 		if v != "<absent>" {
 			b.srv.Set(beDirAbs+"/"+k, v)
 		}
@@ -364,8 +392,12 @@ func (b *simBackend) run() {
 			b.setState(5)
 		case fs == "6" && bs != 6:
 			b.stopWorker()
+			if b.opts.goneAfterClose {
+				b.srv.Remove(beDirAbs)
+				return
+			}
 			b.setState(6)
-		case fs == "1" && bs == 6:
+		case fs == "1" && bs == 6 && !b.opts.stuckAfterClose:
 			b.publishTransport()
 			b.setState(2)
 		}
@@ -592,14 +624,12 @@ func (w *backWorker) answer(req backReq) {
 	for _, rsp := range rsps {
 		w.ring.respond(rsp)
 	}
-	if len(rsps) > 0 {
-		if w.ring.pushResponses() {
-			w.ch.kick()
-		}
-		if b.opts.afterPush != nil {
-			b.opts.afterPush(w.ring)
-			w.ch.kick()
-		}
+	if len(rsps) > 0 && w.ring.pushResponses() {
+		w.ch.kick()
+	}
+	if b.opts.afterPush != nil {
+		b.opts.afterPush(w.ring)
+		w.ch.kick()
 	}
 }
 
@@ -652,6 +682,7 @@ func (w *backWorker) perform(req *backReq) Status {
 	}
 	b.mu.Lock()
 	b.maxSegs = max(b.maxSegs, len(req.segs))
+	b.segCounts = append(b.segCounts, len(req.segs))
 	b.mu.Unlock()
 	off := req.sector * SectorUnit
 	for _, s := range req.segs {
@@ -676,8 +707,14 @@ func (w *backWorker) perform(req *backReq) Status {
 		} else {
 			copy(b.disk[off:off+n], pg)
 		}
+		keep := b.opts.keepMapped && req.op == OpWrite && b.kept == 0
+		if keep {
+			b.kept = gnttab.Ref(s.Gref)
+		}
 		b.mu.Unlock()
-		b.grants.unmapRef(gnttab.Ref(s.Gref))
+		if !keep {
+			b.grants.unmapRef(gnttab.Ref(s.Gref))
+		}
 		off += n
 	}
 	return StatusOkay
