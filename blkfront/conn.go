@@ -126,6 +126,10 @@ func (d *Device) connect(ctx context.Context) (*conn, error) {
 	go d.poll(pctx, c)
 	d.mu.Lock()
 	d.conn, d.info = c, info
+	if d.connectedOnce {
+		d.stats.Reconnects++
+	}
+	d.connectedOnce = true
 	d.cond.Broadcast()
 	d.mu.Unlock()
 	return c, nil
@@ -275,23 +279,14 @@ func (d *Device) supervise(c *conn) {
 			return
 		}
 		next, err := d.reconnect(c, s)
+		c = next // nil on error: reconnect tore the old one down
 		if d.ctx.Err() != nil {
-			if next != nil {
-				c = next
-			} else {
-				c = nil
-			}
 			return
 		}
 		if err != nil {
-			c = nil
 			d.fail(fmt.Errorf("%w: vbd %s: the backend went away and did not come back: %v", blockdev.ErrClosed, d.cfg.Device, err))
 			return
 		}
-		c = next
-		d.mu.Lock()
-		d.stats.Reconnects++
-		d.mu.Unlock()
 	}
 }
 

@@ -111,10 +111,12 @@ type Device struct {
 	live    *conn // set when the supervisor exits: what Close tears down
 	info    Info  // of the last connection
 	closing bool
-	failed  error // permanent
-	calls   int   // calls admitted and not returned
-	pool    pool
-	stats   Stats
+	// connectedOnce tells a reconnection from the first connection.
+	connectedOnce bool
+	failed        error // permanent
+	calls         int   // calls admitted and not returned
+	pool          pool
+	stats         Stats
 
 	locks sectorLocks
 }

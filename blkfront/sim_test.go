@@ -481,17 +481,21 @@ func (b *simBackend) connect() error {
 	b.published = pub
 	b.mu.Unlock()
 	w := &backWorker{b: b, ring: newBackRing(page), ch: ch, refs: refs, stop: make(chan struct{}), done: make(chan struct{})}
+	b.mu.Lock()
 	b.worker = w
+	b.mu.Unlock()
 	go w.run()
 	return nil
 }
 
 func (b *simBackend) stopWorker() {
+	b.mu.Lock()
 	w := b.worker
+	b.worker = nil
+	b.mu.Unlock()
 	if w == nil {
 		return
 	}
-	b.worker = nil
 	close(w.stop)
 	<-w.done
 	for _, ref := range w.refs {
@@ -504,9 +508,10 @@ func (b *simBackend) stopWorker() {
 func (b *simBackend) setHold(hold bool) {
 	b.mu.Lock()
 	b.hold = hold
+	w := b.worker
 	b.mu.Unlock()
 	if !hold {
-		if w := b.worker; w != nil {
+		if w != nil {
 			select {
 			case w.ch.toBack <- struct{}{}:
 			default:
