@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strconv"
 	"sync"
 	"time"
@@ -426,7 +427,9 @@ func (d *Device) Close() error {
 	var errs []error
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
-	if err := d.fe.Close(ctx); err != nil {
+	// A frontend directory the toolstack already removed has nothing to
+	// close.
+	if err := d.fe.Close(ctx); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("blkfront: vbd %s: closing the xenbus connection: %w", d.cfg.Device, err))
 	}
 	if c != nil {

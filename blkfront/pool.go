@@ -24,9 +24,8 @@ func (p page) String() string { return fmt.Sprintf("frame %#x", p.frame()) }
 // allocator only when every page is back: a page the backend may still map
 // must never be handed to anyone else (see quarantine).
 type chunk struct {
-	r    *dma.Region
-	out  int // pages handed out or quarantined
-	dead bool
+	r   *dma.Region
+	out int // pages handed out or quarantined
 }
 
 // chunkPages is how many pages the pool allocates at a time.
@@ -40,7 +39,7 @@ const chunkPages = 16
 type pool struct {
 	mem    dma.Allocator
 	grants GrantTable
-	max    int // pages, including quarantined ones
+	max    int // pages, not counting quarantined ones
 	total  int
 	free   []page
 	chunks []*chunk
@@ -59,8 +58,10 @@ func (p *pool) take(n int) ([]page, bool, error) {
 	if len(p.free) < n && len(p.quarantine) > 0 {
 		p.retryQuarantine()
 	}
-	for len(p.free) < n && p.total < p.max {
-		np := min(chunkPages, p.max-p.total)
+	// Quarantined pages do not count against the cap: they are lost to
+	// the backend, and must not starve the disk.
+	for len(p.free) < n && p.total-len(p.quarantine) < p.max {
+		np := min(chunkPages, p.max-(p.total-len(p.quarantine)))
 		r, err := p.mem.Alloc(np * PageSize)
 		if err != nil {
 			if len(p.free)+p.inUse() >= n {

@@ -174,7 +174,9 @@ func TestBackendGone(t *testing.T) {
 			if _, err := d.ReadAt(make([]byte, 512), 0); !errors.Is(err, blockdev.ErrClosed) {
 				t.Errorf("ReadAt after = %v, want ErrClosed", err)
 			}
-			d.Close()
+			if err := d.Close(); err != nil {
+				t.Errorf("Close = %v", err)
+			}
 			if n := r.grants.liveCount(); n != 0 {
 				t.Errorf("%d grants left", n)
 			}
