@@ -2,7 +2,6 @@ package blkfront
 
 import (
 	"fmt"
-	"math/bits"
 	"strconv"
 )
 
@@ -266,6 +265,3 @@ func segmentsPerRequest(backendMax uint32, ours int) (segs int, indirect bool) {
 func indirectPages(segs int) int {
 	return (segs + SegmentsPerIndirectPage - 1) / SegmentsPerIndirectPage
 }
-
-// log2 of a power of two.
-func log2(n int) int { return bits.TrailingZeros(uint(n)) }
