@@ -39,3 +39,6 @@ type EventChannels interface {
 	// (EVTCHNOP_alloc_unbound).
 	AllocUnbound(remote gnttab.DomID) (EventChannel, error)
 }
+
+// The grant table the glue passes in a guest.
+var _ GrantTable = (*gnttab.Table)(nil)

@@ -130,18 +130,22 @@ var _ blockdev.Device = (*Device)(nil)
 // backend on its own: if the backend closes, requests in flight are held,
 // the ring is rebuilt when the backend returns, and they are re-issued.
 //
-// Wiring in a unikgo guest:
+// Wiring in a unikgo guest (xenpv/domain, xenpv/gnttab, kernel/dma):
 //
-//	store, _ := xenstore.Dial(ctx, ...)  // this domain's xenstore
-//	grants, _ := gnttab.Open()            // *gnttab.Table is a GrantTable
+//	store, _ := domain.Xenstore()
+//	mux, _ := domain.Events()
+//	grants, _ := gnttab.Open() // *gnttab.Table is a GrantTable
 //	mem, _ := dma.System()
+//	ids, _ := xenbus.Devices(ctx, store, "vbd") // e.g. ["51712"] for xvda
 //	d, err := blkfront.New(ctx, blkfront.Config{
-//		Store: store, Grants: grants, Memory: mem,
-//		Events: events, // AllocUnbound over evtchn.Device + Mux.Channel
-//		Device: "51712",
+//		Store: store, Grants: grants, Memory: mem, Device: ids[0],
+//		Events: ports{mux}, // see below
 //	})
 //
-// xenbus.Devices(ctx, store, "vbd") lists the ids.
+// where ports adapts an evtchn.Mux: AllocUnbound calls
+// mux.Device().AllocUnbound(uint16(remote)) and returns a channel whose
+// Port is that port, Wait and Notify are mux.Channel(port)'s, and Close is
+// mux.Device().Unbind(port) then mux.Forget(port).
 func New(ctx context.Context, cfg Config) (*Device, error) {
 	if cfg.Store == nil || cfg.Grants == nil || cfg.Events == nil || cfg.Memory == nil {
 		return nil, errors.New("blkfront: Config needs Store, Grants, Events and Memory")
