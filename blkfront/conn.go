@@ -51,12 +51,22 @@ type conn struct {
 // channel and protocol in one transaction together with state
 // Initialised, wait for Connected, read the disk's properties, and say
 // Connected.
-func (d *Device) connect(ctx context.Context) (*conn, error) {
+//
+// When reconnecting, a backend that disappears (state Unknown: the
+// toolstack removed it, as after xl block-detach) ends the wait at once;
+// on first contact it may simply not be there yet.
+func (d *Device) connect(ctx context.Context, reconnecting bool) (*conn, error) {
 	// A backend still Closed from an earlier connection goes to InitWait
 	// when it sees this frontend Initialising (blkback's
 	// frontend_changed), so Closed is waited through, not an error.
-	if s, err := d.fe.WaitBackend(ctx, func(s xenbus.State) bool { return s == xenbus.StateInitWait }); err != nil {
+	s, err := d.fe.WaitBackend(ctx, func(s xenbus.State) bool {
+		return s == xenbus.StateInitWait || (reconnecting && s == xenbus.StateUnknown)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("waiting for backend %s to reach InitWait (it is %v): %w", d.fe.Backend, s, err)
+	}
+	if s == xenbus.StateUnknown {
+		return nil, fmt.Errorf("backend %s was removed", d.fe.Backend)
 	}
 	v, present, err := d.readBackend(ctx, keyMaxRingPageOrder)
 	if err != nil {
@@ -328,5 +338,5 @@ func (d *Device) reconnect(c *conn, s xenbus.State) (*conn, error) {
 	if err := d.fe.SetState(ctx, xenbus.StateInitialising); err != nil {
 		return nil, fmt.Errorf("switching %s to Initialising: %w", d.fe.Dir, err)
 	}
-	return d.connect(ctx)
+	return d.connect(ctx, true)
 }

@@ -188,7 +188,7 @@ func New(ctx context.Context, cfg Config) (*Device, error) {
 	d.cond.L = &d.mu
 	d.locks.held = map[uint64]chan struct{}{}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
-	c, err := d.connect(ctx)
+	c, err := d.connect(ctx, false)
 	if err != nil {
 		d.cancel()
 		d.pool.close()

@@ -47,21 +47,41 @@ func TestReconnectReissuesWrites(t *testing.T) {
 				}()
 				copy(model[i*300*1024:], bytes.Repeat([]byte{byte(0xA0 + i)}, 100*1024+i*512))
 			}
-			// Every writer has write requests held at the backend.
-			waitFor(t, "requests to be held", func() bool { return r.be.heldCount() >= writers })
-			r.be.mu.Lock()
-			for _, h := range r.be.held {
-				if h.op != OpWrite {
-					t.Errorf("held a %v, want only writes", h.op)
+			// Every writer has write requests held at the backend; then a
+			// flush joins them.
+			waitFor(t, "writes to be held", func() bool { return r.be.heldCount() >= writers })
+			flushed := make(chan error, 1)
+			go func() { flushed <- d.Flush() }()
+			heldFlushes := func() int {
+				r.be.mu.Lock()
+				defer r.be.mu.Unlock()
+				n := 0
+				for _, h := range r.be.held {
+					switch h.op {
+					case OpWrite:
+					case OpFlushDiskCache:
+						n++
+					default:
+						t.Errorf("held a %v, want only writes and a flush", h.op)
+					}
 				}
+				return n
 			}
-			r.be.mu.Unlock()
+			waitFor(t, "the flush to be held", func() bool { return heldFlushes() == 1 })
 			if n := acked.Load(); n != 0 {
 				t.Fatalf("%d writes acknowledged while the backend held them", n)
 			}
 			r.be.closeBackend()
 			r.be.setHold(false)
 			wg.Wait()
+			if err := <-flushed; err != nil {
+				t.Errorf("Flush in flight across the reconnection = %v", err)
+			}
+			r.be.mu.Lock()
+			if r.be.flushes != 1 {
+				t.Errorf("backend performed %d flushes, want the re-issued one", r.be.flushes)
+			}
+			r.be.mu.Unlock()
 			close(errs)
 			for err := range errs {
 				t.Error(err)
@@ -145,15 +165,18 @@ func TestReconnectResplits(t *testing.T) {
 // fails the requests in flight and later calls with blockdev.ErrClosed.
 func TestBackendGone(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		opts backendOpts
+		name    string
+		opts    backendOpts
+		timeout time.Duration
 	}{
-		{"removed", backendOpts{goneAfterClose: true}},
-		{"stuck in Closed", backendOpts{stuckAfterClose: true}},
+		// Removal is noticed at once, whatever the timeout.
+		{"removed while closing", backendOpts{goneAfterClose: true}, time.Hour},
+		{"removed after closing", backendOpts{goneAfterReinit: true}, time.Hour},
+		{"stuck in Closed", backendOpts{stuckAfterClose: true}, 300 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, tc.opts)
-			r.cfg.ReconnectTimeout = 300 * time.Millisecond
+			r.cfg.ReconnectTimeout = tc.timeout
 			d := r.open()
 			r.be.setHold(true)
 			done := make(chan error, 1)

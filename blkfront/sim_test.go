@@ -220,6 +220,9 @@ type backendOpts struct {
 	// goneAfterClose removes the backend directory once the frontend
 	// has closed: the disk was detached.
 	goneAfterClose bool
+	// goneAfterReinit removes the backend directory when the frontend
+	// comes back to Initialising after a close.
+	goneAfterReinit bool
 	// stuckAfterClose stays Closed instead of coming back.
 	stuckAfterClose bool
 	// keepMapped keeps the first data page of the first write mapped.
@@ -397,6 +400,9 @@ func (b *simBackend) run() {
 				return
 			}
 			b.setState(6)
+		case fs == "1" && bs == 6 && b.opts.goneAfterReinit:
+			b.srv.Remove(beDirAbs)
+			return
 		case fs == "1" && bs == 6 && !b.opts.stuckAfterClose:
 			b.publishTransport()
 			b.setState(2)
@@ -810,7 +816,12 @@ func (r *rig) open() *Device {
 	if err != nil {
 		r.t.Fatalf("New: %v", err)
 	}
-	r.t.Cleanup(func() { d.Close() })
+	r.t.Cleanup(func() {
+		// Close waits for calls in flight: let a failed test's held
+		// requests go first.
+		r.be.setHold(false)
+		d.Close()
+	})
 	return d
 }
 
