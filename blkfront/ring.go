@@ -32,8 +32,16 @@ type frontRing interface {
 	finalCheck() bool
 }
 
-// TEMPORARY: a private io/ring.h front end until xenpv/ring lands; see
-// the report. It follows shared/docs/xen-abi.md "Shared rings".
+// TEMPORARY: a private io/ring.h front end, because xenpv/ring had not
+// landed when this driver was written. It follows shared/docs/xen-abi.md
+// "Shared rings" and is tested in ring_test.go. To switch, xenpv/ring's
+// front end must offer, over a caller-provided multi-page byte slice with
+// 112-byte request and 16-byte response slots: the slot count; free
+// request slots; the next request slot (advancing the private producer);
+// push with the notify decision; the number of unconsumed responses with
+// an error when rsp_prod claims more than were requested
+// (RING_RESPONSE_PROD_OVERFLOW); a copy of the next response; and the
+// final check. frontRing is that list; only newFrontRing and privFront go.
 const ringHeader = 64
 
 type privFront struct {
