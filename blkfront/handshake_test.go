@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/unikgo/unikgo/kernel/dma/dmatest"
 )
 
 func TestHandshakeVariants(t *testing.T) {
@@ -87,6 +89,9 @@ func TestHandshakeVariants(t *testing.T) {
 			d := r.open()
 			if diff := cmp.Diff(tc.info, d.Info()); diff != "" {
 				t.Errorf("Info (-want +got):\n%s", diff)
+			}
+			if d.SectorSize() != tc.info.SectorSize || d.Size() != tc.info.Size() || d.ReadOnly() != tc.info.ReadOnly {
+				t.Errorf("SectorSize %d, Size %d, ReadOnly %v; want %d, %d, %v", d.SectorSize(), d.Size(), d.ReadOnly(), tc.info.SectorSize, tc.info.Size(), tc.info.ReadOnly)
 			}
 			r.be.mu.Lock()
 			pages, pub := r.be.ringPages, r.be.published
@@ -211,5 +216,39 @@ func TestNewMissingFrontend(t *testing.T) {
 	r.cfg.RingPageOrder = MaxRingPageOrder + 1
 	if _, err := New(r.ctx, r.cfg); err == nil || !strings.Contains(err.Error(), strconv.Itoa(MaxRingPageOrder)) {
 		t.Errorf("New with RingPageOrder too big = %v", err)
+	}
+}
+
+// TestNewResourceFailures: running out of memory, grants or event
+// channels while connecting fails New cleanly.
+func TestNewResourceFailures(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(r *rig)
+		want  string
+	}{
+		{"no memory for the ring", func(r *rig) { r.cfg.Memory = dmatest.New(0) }, "ring"},
+		{"no grants", func(r *rig) { r.grants.max = 1 }, "granting ring page 1"},
+		{"no event channel", func(r *rig) { r.events.fail = true }, "event channel"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, backendOpts{keys: map[string]string{"max-ring-page-order": "1"}})
+			tc.setup(r)
+			d, err := New(r.ctx, r.cfg)
+			if err == nil {
+				d.Close()
+				t.Fatal("New succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+			if n := r.grants.liveCount(); n != 0 {
+				t.Errorf("%d grants left", n)
+			}
+			if n := r.mem.Live(); n != 0 {
+				t.Errorf("%d DMA regions left", n)
+			}
+		})
 	}
 }

@@ -15,10 +15,8 @@ type page struct {
 	off   int
 }
 
-func (p page) bytes() []byte  { return p.chunk.r.Bytes[p.off : p.off+PageSize] }
-func (p page) frame() uint64  { return (p.chunk.r.Phys + uint64(p.off)) / PageSize }
-func (p page) valid() bool    { return p.chunk != nil }
-func (p page) String() string { return fmt.Sprintf("frame %#x", p.frame()) }
+func (p page) bytes() []byte { return p.chunk.r.Bytes[p.off : p.off+PageSize] }
+func (p page) frame() uint64 { return (p.chunk.r.Phys + uint64(p.off)) / PageSize }
 
 // chunk is one DMA region carved into pages. It is returned to the
 // allocator only when every page is back: a page the backend may still map
