@@ -58,7 +58,7 @@ type Config struct {
 	SingleRingPage bool
 	// MaxSegments caps the data pages of one request when the backend
 	// offers indirect segments (default DefaultMaxSegments, at most
-	// MaxIndirectSegments). Values up to MaxSegments disable indirect
+	// MaxIndirectSegments). A value of 11 or less disables indirect
 	// requests.
 	MaxSegments int
 	// BufferPages bounds the pages requests copy data through (default
