@@ -63,6 +63,15 @@ func TestHandshakeVariants(t *testing.T) {
 			info:      Info{Sectors: 8192, SectorSize: 512, PhysicalSectorSize: 512, Flush: FlushDiskCache, MaxIndirectSegments: 4096},
 		},
 		{
+			name:      "indirect turned off by config",
+			keys:      map[string]string{"feature-max-indirect-segments": "256"},
+			cfg:       func(c *Config) { c.MaxSegments = 8 },
+			ringPages: 1,
+			keysWant:  []string{"event-channel", "protocol", "ring-ref"},
+			segs:      11,
+			info:      Info{Sectors: 8192, SectorSize: 512, PhysicalSectorSize: 512, Flush: FlushDiskCache, MaxIndirectSegments: 256},
+		},
+		{
 			name:      "indirect offered below 12 is not used",
 			keys:      map[string]string{"feature-max-indirect-segments": "8"},
 			ringPages: 1,
