@@ -38,6 +38,8 @@ type fakeGrants struct {
 	max     int // live grants allowed, 0 = no limit
 	live    map[gnttab.Ref]*fakeGrant
 	granted int
+	// wantReadOnly refuses a read-only mapping of a writable grant.
+	wantReadOnly bool
 }
 
 type fakeGrant struct {
@@ -48,7 +50,7 @@ type fakeGrant struct {
 }
 
 func newFakeGrants() *fakeGrants {
-	return &fakeGrants{next: 8, live: map[gnttab.Ref]*fakeGrant{}} // refs 0-7 are reserved
+	return &fakeGrants{next: 8, live: map[gnttab.Ref]*fakeGrant{}, wantReadOnly: true} // refs 0-7 are reserved
 }
 
 func (g *fakeGrants) Grant(dom gnttab.DomID, frame uint64, readOnly bool) (gnttab.Ref, error) {
@@ -90,6 +92,11 @@ func (g *fakeGrants) mapRef(dom gnttab.DomID, ref gnttab.Ref, write bool) (uint6
 		return 0, fmt.Errorf("grant %d is for domain %d, not %d", ref, e.dom, dom)
 	case write && e.readOnly:
 		return 0, fmt.Errorf("grant %d is read-only", ref)
+	}
+	if !write && !e.readOnly && g.wantReadOnly {
+		// blkback maps write data and indirect pages read-only: the
+		// driver must not grant more than that.
+		return 0, fmt.Errorf("grant %d gives write access to a page the backend only reads", ref)
 	}
 	e.maps++
 	return e.frame, nil
