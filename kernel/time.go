@@ -1,13 +1,19 @@
 package kernel
 
 import (
-	"github.com/unikgo/unikgo/x86"
 	"math/bits"
+	"sync/atomic"
+
+	"github.com/unikgo/unikgo/x86"
+	"github.com/unikgo/unikgo/xenpv"
 )
 
-// Time: a monotonic clock from the TSC, calibrated at boot (Xen's CPUID TSC
-// leaf when on Xen, else the PIT), wall time from the CMOS RTC read once,
-// and a one-shot local APIC timer for deadlines and time slices.
+// Time: a monotonic clock from the TSC, calibrated at boot by the PIT, wall
+// time from the CMOS RTC read once, and a one-shot local APIC timer for
+// deadlines and time slices. On Xen the clock is Xen's system time instead
+// (vcpu_time_info, the pvclock protocol), so that it agrees with the
+// hypervisor's timers and survives TSC rate changes across migration; the
+// wall clock is Xen's.
 
 var (
 	tscHz       uint64
@@ -22,6 +28,45 @@ var (
 const spuriousVector = 0xff
 
 func nanotime() uint64 {
+	if xenClock {
+		return xenNanotime()
+	}
+	return tscNanotime()
+}
+
+// Xen system time, offset so that it continues the TSC clock used before
+// the switch (boot time keeps counting from the PVH entry).
+var (
+	xenClock  bool
+	xenSysOff uint64
+	xenLast   atomic.Uint64
+)
+
+// useXenClock switches nanotime to Xen system time.
+func useXenClock() {
+	now := tscNanotime()
+	xenSysOff = xenpv.SystemTime() - now
+	xenLast.Store(now)
+	xenClock = true
+}
+
+// xenNanotime is Xen system time since the switch, made monotonic: vCPUs'
+// time infos are stamped independently and may disagree by a little, as
+// Linux's pvclock notes, so a reading never goes below the last one.
+func xenNanotime() uint64 {
+	t := xenpv.SystemTime() - xenSysOff
+	for {
+		last := xenLast.Load()
+		if t <= last {
+			return last
+		}
+		if xenLast.CompareAndSwap(last, t) {
+			return t
+		}
+	}
+}
+
+func tscNanotime() uint64 {
 	d := x86.RDTSC() - tscBase
 	hi, lo := bits.Mul64(d, tscMult)
 	return hi<<32 | lo>>32

@@ -37,9 +37,11 @@ func xenInit() {
 	platformShutdown = xenShutdown
 }
 
-// xenWallClock sets the realtime base from Xen's wall clock.
+// xenWallClock switches the monotonic clock to Xen system time and sets
+// the realtime base from Xen's wall clock.
 func xenWallClock() {
 	if onXen {
+		useXenClock()
 		wallBaseNS = xenpv.WallClock() - nanotime()
 	}
 }

@@ -61,6 +61,12 @@ func SystemTime() uint64 {
 		shift := *(*int8)(at(t + timeShift))
 		if v&1 == 0 && atomic.LoadUint32((*uint32)(at(t+timeVersion))) == v {
 			d := x86.RDTSC() - stamp
+			if int64(d) < 0 {
+				// A TSC read before the stamp (another vCPU's, or
+				// reordered): the time is the stamp's, not 2^64
+				// ticks later.
+				d = 0
+			}
 			if shift >= 0 {
 				d <<= uint(shift)
 			} else {

@@ -176,6 +176,19 @@ func TestXenstoreAndShutdownPVH(t *testing.T) {
 	if err != nil || strings.TrimSpace(out) != "hello from unikgo" {
 		t.Errorf("dom0 read data/greeting = %q, %v", out, err)
 	}
+	// The guest's CLOCK_REALTIME (Xen's wall clock plus Xen system time)
+	// agrees with dom0's: it was written before dom0 reads it, and not
+	// more than a generous minute earlier on this slow nested machine.
+	out, err = l.MustSucceed(ctx, "echo $(xenstore-read "+home+"/data/time) $(date +%s%N)")
+	if f := strings.Fields(out); err != nil || len(f) != 2 {
+		t.Errorf("dom0 read data/time and date: %q, %v", out, err)
+	} else {
+		g, _ := strconv.ParseInt(f[0], 10, 64)
+		d, _ := strconv.ParseInt(f[1], 10, 64)
+		if lag := time.Duration(d - g); lag < -time.Second || lag > time.Minute {
+			t.Errorf("guest wall clock %v, dom0's %v read after it: off by %v", time.Unix(0, g), time.Unix(0, d), lag)
+		}
+	}
 	if _, err := l.MustSucceed(ctx, "xenstore-write "+home+"/data/command go"); err != nil {
 		t.Fatal(err)
 	}

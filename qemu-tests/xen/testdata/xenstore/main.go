@@ -49,6 +49,11 @@ func main() {
 	if err := c.Write(ctx, "data/greeting", "hello from unikgo"); err != nil {
 		fail("writing data/greeting: %v", err)
 	}
+	// The wall clock comes from Xen's shared_info and advances with Xen
+	// system time; dom0 compares it with its own.
+	if err := c.Write(ctx, "data/time", strconv.FormatInt(time.Now().UnixNano(), 10)); err != nil {
+		fail("writing data/time: %v", err)
+	}
 	w, err := c.Watch(ctx, "data/command", "cmd")
 	if err != nil {
 		fail("watching data/command: %v", err)
