@@ -407,4 +407,3 @@ func TestConcurrentGrantRevoke(t *testing.T) {
 		t.Errorf("Free = %d after all revokes, want %d", got, want)
 	}
 }
-

@@ -93,20 +93,20 @@ type Status int16
 
 // GNTST values.
 const (
-	statusOkay           Status = 0
-	statusGeneralError   Status = -1
-	statusBadDomain      Status = -2
-	statusBadGntref      Status = -3
-	statusBadHandle      Status = -4
-	statusBadVirtAddr    Status = -5
-	statusBadDevAddr     Status = -6
-	statusNoDeviceSpace  Status = -7
-	statusPermission     Status = -8
-	statusBadPage        Status = -9
-	statusBadCopyArg     Status = -10
-	statusAddressTooBig  Status = -11
-	statusEAgain         Status = -12
-	statusNoSpace        Status = -13
+	statusOkay          Status = 0
+	statusGeneralError  Status = -1
+	statusBadDomain     Status = -2
+	statusBadGntref     Status = -3
+	statusBadHandle     Status = -4
+	statusBadVirtAddr   Status = -5
+	statusBadDevAddr    Status = -6
+	statusNoDeviceSpace Status = -7
+	statusPermission    Status = -8
+	statusBadPage       Status = -9
+	statusBadCopyArg    Status = -10
+	statusAddressTooBig Status = -11
+	statusEAgain        Status = -12
+	statusNoSpace       Status = -13
 )
 
 var statusText = [...]string{
