@@ -138,6 +138,13 @@ func readiness(fd int32) uint32 {
 		return epollOut
 	case fdPipeR, fdPipeW:
 		return pipeReadiness(d)
+	case fdServer:
+		if servers[d.obj].n > 0 {
+			return epollIn | epollOut
+		}
+		return epollOut
+	case fdServed:
+		return servedObjs[d.obj].events
 	case fdIRQ:
 		if irqLines[d.obj].count > 0 {
 			return epollIn
@@ -170,6 +177,9 @@ func sysEpollCtl(epfd int64, op int, fd int64, ev uintptr) uint64 {
 	}
 	if d.kind != fdEpoll || fd == epfd {
 		return errno(_EINVAL)
+	}
+	if t.kind == fdServed && servedObjs[t.obj].kind != soSocket {
+		return errno(_EPERM) // a disk, as on Linux: always ready, not pollable
 	}
 	ep := &epolls[d.obj]
 	idx := -1
@@ -323,6 +333,8 @@ func sysRead(c *percpu, f *TrapFrame) {
 		evtchnRead(c, f, d, buf, n)
 	case fdIRQ:
 		irqRead(c, f, d, buf, n)
+	case fdServer:
+		serveRead(c, f, d, buf, n)
 	case fdConsole:
 		f.RAX = 0 // no console input: end of file
 	case fdEventfd:
@@ -367,6 +379,8 @@ func sysWrite(c *percpu, f *TrapFrame) {
 		pipeWrite(c, f, d, buf, n)
 	case fdEvtchn:
 		evtchnWrite(f, d, buf, n)
+	case fdServer:
+		serveWrite(f, d, buf, n)
 	case fdConsole:
 		if d.rdonly {
 			f.RAX = errno(_EBADF)
@@ -452,6 +466,10 @@ func sysClose(fd int64) uint64 {
 		dmaClose(int(fd))
 	case fdIRQ:
 		irqClose(d)
+	case fdServer:
+		serverClose(d)
+	case fdServed:
+		servedClose(d)
 	}
 	// Drop it from every interest list.
 	for e := range epolls {

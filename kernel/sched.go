@@ -25,7 +25,8 @@ const (
 	waitSleep
 	waitEpoll
 	waitPause
-	waitIO // blocked on an fd; the system call is re-executed on wake-up
+	waitIO    // blocked on an fd; the system call is re-executed on wake-up
+	waitServe // a served file's call, until the server replies (serve.go)
 )
 
 type thread struct {
@@ -49,6 +50,9 @@ type thread struct {
 	epEvents uintptr
 	cpuNS    uint64
 	runSince uint64
+
+	serveNew    int32 // object a forwarded call creates, or -1
+	serveNonblk bool  // the forwarded call's descriptor is O_NONBLOCK
 }
 
 var (

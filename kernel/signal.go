@@ -198,7 +198,9 @@ func sysSigaltstack(c *percpu, f *TrapFrame) {
 func raise(i int, sig int) {
 	t := &threads[i]
 	t.pending |= 1 << (sig - 1)
-	if t.state == tsBlocked && t.sigmask&(1<<(sig-1)) == 0 && sigactions[sig].handler > sigIGN {
+	// A served call is not interrupted: the server may already have done
+	// it (a disk write), as Linux's uninterruptible disk waits.
+	if t.state == tsBlocked && t.wait != waitServe && t.sigmask&(1<<(sig-1)) == 0 && sigactions[sig].handler > sigIGN {
 		wake(i, errno(_EINTR))
 	}
 }

@@ -11,6 +11,9 @@ func doSyscall(c *percpu, f *TrapFrame) {
 	a0, a1, a2, a3 := f.RDI, f.RSI, f.RDX, f.R10
 	t := &threads[c.cur]
 	t.sysno = f.RAX
+	if servedCall(c, f) {
+		return
+	}
 	switch nr := f.RAX; nr {
 	case unix.SYS_READ:
 		sysRead(c, f)
@@ -185,14 +188,33 @@ func doSyscall(c *percpu, f *TrapFrame) {
 		f.RAX = sysPrlimit(int(a0), uintptr(a1))
 	case unix.SYS_SETRLIMIT:
 		f.RAX = 0
-	case unix.SYS_OPENAT:
-		f.RAX = sysOpen(uintptr(a1), a2)
-	case unix.SYS_OPEN:
-		f.RAX = sysOpen(uintptr(a0), a1)
-	case unix.SYS_READLINKAT, unix.SYS_READLINK,
-		unix.SYS_NEWFSTATAT, unix.SYS_STAT, unix.SYS_LSTAT, unix.SYS_ACCESS, unix.SYS_FACCESSAT,
+	case unix.SYS_OPENAT, unix.SYS_OPEN:
+		p, fl := a1, a2
+		if nr == unix.SYS_OPEN {
+			p, fl = a0, a1
+		}
+		path, e := readPath(uintptr(p))
+		if e != 0 {
+			f.RAX = e
+		} else if !servedPath(c, f, path, true) {
+			f.RAX = sysOpen(path, fl)
+		}
+	case unix.SYS_NEWFSTATAT, unix.SYS_STAT, unix.SYS_LSTAT, unix.SYS_ACCESS, unix.SYS_FACCESSAT,
 		unix.SYS_FACCESSAT2, unix.SYS_STATX:
+		p := a1
+		if nr == unix.SYS_STAT || nr == unix.SYS_LSTAT || nr == unix.SYS_ACCESS {
+			p = a0
+		}
+		path, e := readPath(uintptr(p))
+		if e != 0 {
+			f.RAX = e
+		} else if !servedPath(c, f, path, false) {
+			f.RAX = errno(_ENOENT)
+		}
+	case unix.SYS_READLINKAT, unix.SYS_READLINK:
 		f.RAX = errno(_ENOENT)
+	case unix.SYS_SOCKET:
+		servedSocket(c, f)
 	case unix.SYS_FSTAT:
 		f.RAX = errno(_EBADF)
 		if getFD(int64(a0)) != nil {
@@ -208,6 +230,8 @@ func doSyscall(c *percpu, f *TrapFrame) {
 			f.RAX = dmaIoctl(int64(a0), a1, uintptr(a2))
 		} else if d.kind == fdIRQ {
 			f.RAX = irqIoctl(d, a1, uintptr(a2))
+		} else if d.kind == fdServer {
+			f.RAX = serveIoctl(d, a1, uintptr(a2))
 		}
 	case unix.SYS_GETCWD:
 		if a1 < 2 {
@@ -391,27 +415,34 @@ func sysPrlimit(res int, old uintptr) uint64 {
 	return 0
 }
 
-// sysOpen opens the few device files the kernel provides.
-func sysOpen(path uintptr, flags uint64) uint64 {
-	var name [32]byte
-	n := 0
-	for ; n < len(name); n++ {
-		if !userOK(path+uintptr(n), 1, false) {
-			return errno(_EFAULT)
+var pathBuf [maxName + 1]byte
+
+// readPath copies a NUL-terminated path of the program into pathBuf.
+func readPath(p uintptr) ([]byte, uint64) {
+	for n := 0; n < len(pathBuf); n++ {
+		if !userOK(p+uintptr(n), 1, false) {
+			return nil, errno(_EFAULT)
 		}
-		b := *(*byte)(ptr(path + uintptr(n)))
+		b := *(*byte)(ptr(p + uintptr(n)))
 		if b == 0 {
-			break
+			return pathBuf[:n], 0
 		}
-		name[n] = b
+		pathBuf[n] = b
 	}
-	switch string(name[:n]) {
+	return nil, errno(_ENAMETOOLONG)
+}
+
+// sysOpen opens the few device files the kernel provides.
+func sysOpen(path []byte, flags uint64) uint64 {
+	switch string(path) {
 	case "/dev/xen/evtchn":
 		return evtchnOpen(flags)
 	case "/dev/unikgo/dma":
 		return dmaOpen(flags)
 	case "/dev/unikgo/irq":
 		return irqOpen(flags)
+	case "/dev/unikgo/serve":
+		return serveOpen(flags)
 	}
 	return errno(_ENOENT)
 }

@@ -155,6 +155,16 @@ func TestDMAMemory(t *testing.T) {
 	expect(t, r, 0, "dma: ok\n")
 }
 
+// TestServedFiles checks the kernel's forwarding of a program's file
+// calls to Go code (kernel/serve) with RAM disks behind blockdev/devfile:
+// open, stat, concurrent pread/pwrite, seek, fsync, close, EROFS, ENOSPC.
+func TestServedFiles(t *testing.T) {
+	t.Parallel()
+	r := boot(t, image(t, "./qemu-tests/boot/testdata/servedfile"), "servedfile", 2*time.Minute)
+	expect(t, r, 0, "servedfile: 8 MiB written and verified by 8 goroutines, flushed\n",
+		"servedfile: read-only disk refuses writes (EROFS); ok\n")
+}
+
 func TestDeviceInterrupts(t *testing.T) {
 	t.Parallel()
 	r := boot(t, image(t, "./qemu-tests/boot/testdata/irq"), "irq", time.Minute)

@@ -1,0 +1,237 @@
+// Package serve answers the program's own system calls on served files
+// (/dev/unikgo/serve): disks as /dev/vda, sockets on a network stack. The
+// kernel forwards each call on a registered path or a descriptor created
+// from one, with its raw arguments, and blocks the calling thread until
+// Reply. Pointers in the arguments are addresses in this program (there is
+// one address space) and stay valid until the reply.
+//
+// Wire formats (little-endian), read from and written to the device:
+//
+//	request, 80 bytes:  id u64 | sysno u64 | obj i32 | new i32 | flags u32 | pad u32 | args [6]u64
+//	reply, 24 bytes:    id u64 | val i64 | kind u32 | pad u32
+//
+// A reply of kind 0 ends request id with val (the result, or -errno); for
+// a call that creates a descriptor (open, socket, accept) a non-negative
+// val makes the kernel install a descriptor for object new. Kind 1 reports
+// the epoll readiness val of socket object id.
+package serve
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// DevicePath is the kernel's server device.
+const DevicePath = "/dev/unikgo/serve"
+
+const (
+	reqSize   = 80
+	replySize = 24
+
+	ioctlPath    = 0x40104c00
+	ioctlSockets = 0x00004c01
+
+	flagNonblock = 1
+	orphan       = 1 << 63
+
+	replyDone = 0
+	replyPoll = 1
+)
+
+// Obj names a served object: a registered path, the socket provider, or an
+// open file or socket. The kernel picks the numbers; a server keeps its
+// state per Obj.
+type Obj int32
+
+// Request is one forwarded system call.
+type Request struct {
+	ID    uint64
+	Sysno uintptr // Linux x86-64 system call number
+	// Obj is the object the call is on: the registered path for open and
+	// stat, the socket provider for socket, else the descriptor's object.
+	Obj Obj
+	// New is the object that a descriptor-creating call (open, socket,
+	// accept) binds when it succeeds, else -1.
+	New Obj
+	// Nonblock reports whether the descriptor is O_NONBLOCK.
+	Nonblock bool
+	Args     [6]uintptr
+}
+
+// Orphan reports whether r is a close queued when the program closed a
+// descriptor: no thread waits for it, but it must still be answered
+// (with any value) before the kernel reuses the object.
+func (r *Request) Orphan() bool { return r.ID&orphan != 0 }
+
+// Server is one connection to the kernel's server device.
+type Server struct {
+	f  *os.File
+	rc interface {
+		Control(func(fd uintptr)) error
+	}
+	wmu sync.Mutex
+}
+
+// Open connects a new server.
+func Open() (*Server, error) {
+	f, err := os.OpenFile(DevicePath, os.O_RDWR|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("serve: %w (served files exist only inside a unikgo image)", err)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Server{f: f, rc: rc}, nil
+}
+
+func (s *Server) ioctl(req, arg uintptr) (uintptr, error) {
+	var r uintptr
+	var e unix.Errno
+	if err := s.rc.Control(func(fd uintptr) { r, _, e = unix.Syscall(unix.SYS_IOCTL, fd, req, arg) }); err != nil {
+		return 0, err
+	}
+	if e != 0 {
+		return 0, e
+	}
+	return r, nil
+}
+
+// Register takes open and stat of path (exact match; at most 128 bytes,
+// absolute).
+func (s *Server) Register(path string) (Obj, error) {
+	b := []byte(path)
+	if len(b) == 0 {
+		return 0, fmt.Errorf("serve: register %q: empty path", path)
+	}
+	arg := [2]uint64{uint64(uintptr(unsafe.Pointer(&b[0]))), uint64(len(b))}
+	o, err := s.ioctl(ioctlPath, uintptr(unsafe.Pointer(&arg)))
+	if err != nil {
+		return 0, fmt.Errorf("serve: register %s: %w", path, err)
+	}
+	return Obj(o), nil
+}
+
+// TakeSockets makes this server answer socket(2).
+func (s *Server) TakeSockets() (Obj, error) {
+	o, err := s.ioctl(ioctlSockets, 0)
+	if err != nil {
+		return 0, fmt.Errorf("serve: take sockets: %w", err)
+	}
+	return Obj(o), nil
+}
+
+// Next waits for forwarded calls and appends them to reqs.
+func (s *Server) Next(reqs []Request) ([]Request, error) {
+	var buf [32 * reqSize]byte
+	n, err := s.f.Read(buf[:])
+	if err != nil {
+		return reqs, fmt.Errorf("serve: read requests: %w", err)
+	}
+	if n%reqSize != 0 {
+		return reqs, fmt.Errorf("serve: the kernel returned %d bytes, not whole %d-byte requests", n, reqSize)
+	}
+	le := binary.LittleEndian
+	for p := buf[:n]; len(p) > 0; p = p[reqSize:] {
+		r := Request{
+			ID:       le.Uint64(p),
+			Sysno:    uintptr(le.Uint64(p[8:])),
+			Obj:      Obj(int32(le.Uint32(p[16:]))),
+			New:      Obj(int32(le.Uint32(p[20:]))),
+			Nonblock: le.Uint32(p[24:])&flagNonblock != 0,
+		}
+		for i := range r.Args {
+			r.Args[i] = uintptr(le.Uint64(p[32+8*i:]))
+		}
+		reqs = append(reqs, r)
+	}
+	return reqs, nil
+}
+
+func (s *Server) write(id uint64, val int64, kind uint32) error {
+	var b [replySize]byte
+	binary.LittleEndian.PutUint64(b[:], id)
+	binary.LittleEndian.PutUint64(b[8:], uint64(val))
+	binary.LittleEndian.PutUint32(b[16:], kind)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_, err := s.f.Write(b[:])
+	return err
+}
+
+// Reply ends request id with val: a result, or -errno.
+func (s *Server) Reply(id uint64, val int64) error { return s.write(id, val, replyDone) }
+
+// Ready reports the epoll readiness (EPOLLIN, EPOLLOUT... bits) of a socket
+// object, waking the program's netpoller on changes.
+func (s *Server) Ready(o Obj, events uint32) error {
+	return s.write(uint64(o), int64(events), replyPoll)
+}
+
+// Close disconnects: calls waiting on this server fail with EIO, and so do
+// later calls on its descriptors.
+func (s *Server) Close() error { return s.f.Close() }
+
+// Handler answers one request with a result or -errno.
+type Handler func(r *Request) int64
+
+// Serve answers requests with h, each in its own goroutine (a blocking
+// call must not hold up the others), until ctx ends or the device fails.
+func (s *Server) Serve(ctx context.Context, h Handler) error {
+	stop := context.AfterFunc(ctx, func() { s.f.SetReadDeadline(aLongTimeAgo) })
+	defer stop()
+	var reqs []Request
+	for {
+		var err error
+		reqs, err = s.Next(reqs[:0])
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		for i := range reqs {
+			r := reqs[i]
+			go func() {
+				if err := s.Reply(r.ID, h(&r)); err != nil && !errors.Is(err, os.ErrClosed) {
+					panic(fmt.Sprintf("serve: reply to %d: %v", r.Sysno, err))
+				}
+			}()
+		}
+	}
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Errno converts err to the -errno a handler returns: a unix.Errno as is,
+// anything else wrapped around one found with errors.As, else EIO.
+func Errno(err error) int64 {
+	if err == nil {
+		return 0
+	}
+	var e unix.Errno
+	if errors.As(err, &e) {
+		return -int64(e)
+	}
+	return -int64(unix.EIO)
+}
+
+// Pointer is the program's address p, named by a request's arguments.
+func Pointer(p uintptr) unsafe.Pointer { return unsafe.Add(nil, p) }
+
+// Bytes is the program's memory [p, p+n) named by a request's arguments.
+func Bytes(p, n uintptr) []byte {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Add(nil, p)), n)
+}
