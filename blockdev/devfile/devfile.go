@@ -55,10 +55,10 @@ type Files struct {
 }
 
 type file struct {
-	d        *Disk
-	rd, wr   bool
-	mu       sync.Mutex // guards off
-	off      int64
+	d      *Disk
+	rd, wr bool
+	mu     sync.Mutex // guards off
+	off    int64
 }
 
 // Serve registers the disks' paths with the kernel and answers their calls
