@@ -146,6 +146,9 @@ func (c GuestConfig) MAC(i int) string {
 	return fmt.Sprintf("00:16:3e:%02x:%02x:%02x", h>>8, h&0xff, i)
 }
 
+// DiskPath is where dom0 sees the backing file of the guest's disk vdev.
+func (c GuestConfig) DiskPath(vdev string) string { return c.dom0Path("disk-" + vdev) }
+
 func (c GuestConfig) dom0Path(what string) string {
 	return ShareMount + "/" + imagesDirName + "/" + c.Name + "." + what
 }
