@@ -86,6 +86,10 @@ func Open() (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serve: %w (served files exist only inside a unikgo image)", err)
 	}
+	return newServer(f)
+}
+
+func newServer(f *os.File) (*Server, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
