@@ -44,12 +44,21 @@ func irq(c *percpu, f *TrapFrame, inThread bool) {
 		return
 	}
 	lapicEOIWrite()
+	device := false
 	if f.Vector == xenUpcallVector && onXen {
 		xenUpcall()
-		return
-	}
-	if v := f.Vector; v >= irqVectorBase && v < irqVectorBase+irqVectors {
+		device = true
+	} else if v := f.Vector; v >= irqVectorBase && v < irqVectorBase+irqVectors {
 		irqFired(v)
+		device = true
+	}
+	if device {
+		// Wake-up preemption, as Linux gives I/O-bound tasks: a thread a
+		// device event woke runs now rather than when the interrupted
+		// thread's slice ends, 10 ms later.
+		if inThread && runqLen > 0 {
+			yield(c, f)
+		}
 		return
 	}
 	if f.Vector != timerVector {

@@ -53,7 +53,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func lab(t *testing.T) *xenlab.Lab {
+func lab(t testing.TB) *xenlab.Lab {
 	t.Helper()
 	labOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -66,7 +66,7 @@ func lab(t *testing.T) *xenlab.Lab {
 	return shared
 }
 
-func image(t *testing.T, pkg string) string {
+func image(t testing.TB, pkg string) string {
 	t.Helper()
 	out := filepath.Join(imgDir, filepath.Base(pkg)+".img")
 	if _, err := os.Stat(out); err == nil {
