@@ -193,6 +193,9 @@ func (q *Queue) Add(token any, bufs ...Buffer) error {
 	if q.broken != nil {
 		return q.broken
 	}
+	if q.ring == nil {
+		return errors.New("virtio: queue used after Close")
+	}
 	if len(bufs) > q.numFree {
 		return fmt.Errorf("%w: %d wanted, %d free", ErrFull, len(bufs), q.numFree)
 	}

@@ -77,6 +77,7 @@ type Device struct {
 	errs           []string
 	resets         int
 	resetReads     int // status reads left that still show the old status
+	resetting      bool
 	workers        sync.WaitGroup
 	stop           chan struct{}
 
@@ -260,13 +261,26 @@ func (d *Device) resetQueuesLocked() {
 	}
 }
 
-// reset is the device side of writing 0 to the status: workers stop
-// (after the chain they are on), queues go back to their initial state.
+// resetLocked is the device side of writing 0 to the status: workers
+// stop (after the chain they are on), then queues go back to their initial
+// state. Until then the status reads non-zero, as a device that is still
+// quiescing shows it.
 func (d *Device) resetLocked() {
+	if d.resetting {
+		return
+	}
+	d.resetting = true
 	close(d.stop)
-	d.mu.Unlock()
-	d.workers.Wait()
-	d.mu.Lock()
+	go func() {
+		d.workers.Wait()
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.finishResetLocked()
+	}()
+}
+
+func (d *Device) finishResetLocked() {
+	d.resetting = false
 	d.stop = make(chan struct{})
 	old := d.queues
 	d.resetQueuesLocked()
@@ -367,6 +381,9 @@ func (c *common) read(off uint64, w int) uint32 {
 	case fw{0x14, 1}:
 		if d.StuckReset && d.resets > 0 {
 			return 1
+		}
+		if d.resetting {
+			return uint32(d.status | 1)
 		}
 		if d.resetReads > 0 {
 			d.resetReads--
