@@ -54,7 +54,10 @@ type Config struct {
 	// optionally followed by ",hostfwd=..." options.
 	Net   string
 	Disks []string // raw disk image files, attached as virtio-blk
-	Accel Accel    // TCG if empty
+	// ReadOnlyDisks are attached after Disks, as read-only virtio-blk
+	// devices (VIRTIO_BLK_F_RO).
+	ReadOnlyDisks []string
+	Accel         Accel // TCG if empty
 	// Binary overrides the emulator (tests); Binary if empty.
 	Binary string
 	// Timeout kills a guest that runs longer; 0 means no limit.
@@ -122,13 +125,17 @@ func (c *Config) Args() ([]string, error) {
 		}
 		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0")
 	}
-	for i, d := range c.Disks {
+	for i, d := range append(c.Disks[:len(c.Disks):len(c.Disks)], c.ReadOnlyDisks...) {
 		if d == "" {
 			return nil, errors.New("qemu: empty disk file name")
 		}
 		id := fmt.Sprintf("disk%d", i)
+		ro := ""
+		if i >= len(c.Disks) {
+			ro = ",readonly=on"
+		}
 		args = append(args,
-			"-drive", fmt.Sprintf("if=none,id=%s,format=raw,file=%s", id, escapeOption(d)),
+			"-drive", fmt.Sprintf("if=none,id=%s,format=raw,file=%s%s", id, escapeOption(d), ro),
 			"-device", "virtio-blk-pci,drive="+id)
 	}
 	return args, nil

@@ -43,6 +43,9 @@ func TestArgs(t *testing.T) {
 		{"two disks, one with a comma", Config{Image: "img", Cmdline: "prog a", Disks: []string{"a.img", "b,c.img"}},
 			with("-drive", "if=none,id=disk0,format=raw,file=a.img", "-device", "virtio-blk-pci,drive=disk0",
 				"-drive", "if=none,id=disk1,format=raw,file=b,,c.img", "-device", "virtio-blk-pci,drive=disk1")},
+		{"a disk and a read-only one", Config{Image: "img", Cmdline: "prog a", Disks: []string{"a.img"}, ReadOnlyDisks: []string{"r.img"}},
+			with("-drive", "if=none,id=disk0,format=raw,file=a.img", "-device", "virtio-blk-pci,drive=disk0",
+				"-drive", "if=none,id=disk1,format=raw,file=r.img,readonly=on", "-device", "virtio-blk-pci,drive=disk1")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,6 +66,7 @@ func TestArgsRefuses(t *testing.T) {
 		{Image: "img", Net: "tap,ifname=x"},
 		{Image: "img", CPUs: -1},
 		{Image: "img", Disks: []string{""}},
+		{Image: "img", ReadOnlyDisks: []string{""}},
 	} {
 		if _, err := cfg.Args(); err == nil {
 			t.Errorf("Args(%+v) succeeded, want an error", cfg)

@@ -2,7 +2,7 @@
 // and runs it under QEMU, without any change to the package's source.
 //
 //	unikbuild build [-o IMAGE] [--cmdline "..."] [--strip] PKG
-//	unikbuild run [--mem 128M] [--smp N] [--net user[,hostfwd=...]] [--disk FILE] [--timeout D] IMAGE|PKG [-- ARGS]
+//	unikbuild run [--mem 128M] [--smp N] [--net user[,hostfwd=...]] [--disk FILE] [--ro-disk FILE] [--timeout D] IMAGE|PKG [-- ARGS]
 //	unikbuild test [-run RE] [-v] [-bench RE] PKG...
 //	unikbuild xl [--mem M] [--vif SPEC] [--disk SPEC] IMAGE
 //	unikbuild inspect IMAGE
@@ -41,7 +41,7 @@ const usage = `unikbuild turns a Go main package into a unikgo PVH image and run
 
 Usage:
   unikbuild build [-o IMAGE] [--cmdline "..."] [--strip] PKG
-  unikbuild run [--mem 128M] [--smp N] [--net user[,hostfwd=...]] [--disk FILE] [--timeout D] IMAGE|PKG [-- ARGS]
+  unikbuild run [--mem 128M] [--smp N] [--net user[,hostfwd=...]] [--disk FILE] [--ro-disk FILE] [--timeout D] IMAGE|PKG [-- ARGS]
   unikbuild test [-run RE] [-v] [-bench RE] PKG...
   unikbuild xl [--mem M] [--vif SPEC] [--disk SPEC] IMAGE
   unikbuild inspect IMAGE

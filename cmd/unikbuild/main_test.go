@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -378,6 +380,39 @@ func TestRunXen(t *testing.T) {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("console %q lacks %q", r.stdout, want)
 		}
+	}
+}
+
+// TestRunXenDisks gives a Xen guest a disk and a read-only one: the
+// program writes the first through /dev/xvda, and the host file holds
+// what it wrote once unikbuild returns.
+func TestRunXenDisks(t *testing.T) {
+	kernelCompiles(t)
+	dir := t.TempDir()
+	rw, ro := filepath.Join(dir, "rw.img"), filepath.Join(dir, "ro.img")
+	if err := os.WriteFile(rw, make([]byte, 4<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	roData := make([]byte, 1<<20)
+	copy(roData, "read-only disk!\n")
+	if err := os.WriteFile(ro, roData, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := unikbuild(t, "run", "--xen", "--timeout", "5m", "--disk", rw, "--ro-disk", ro, "--env", "RODISK=/dev/xvdb",
+		"../../qemu-tests/xen/testdata/disk", "--", "2", "9")
+	if r.code != 0 {
+		t.Fatalf("exit %d, want 0\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
+	}
+	m := regexp.MustCompile(`disk: sha256 ([0-9a-f]{64})`).FindStringSubmatch(r.stdout)
+	if m == nil || !strings.Contains(r.stdout, "disk: /dev/xvdb refuses writes") {
+		t.Fatalf("console %q lacks the sha256 and read-only lines", r.stdout)
+	}
+	data, err := os.ReadFile(rw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprintf("%x", sha256.Sum256(data[:2<<20])); got != m[1] {
+		t.Errorf("host file's first 2 MiB hash to %s, the guest wrote %s", got, m[1])
 	}
 }
 

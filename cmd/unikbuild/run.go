@@ -31,6 +31,7 @@ type runFlags struct {
 	smp     int
 	net     string
 	disks   []string
+	roDisks []string
 	timeout time.Duration
 	env     []string
 	opts    []string
@@ -46,6 +47,7 @@ func (r *runFlags) add(fs interface {
 	fs.IntVar(&r.smp, "smp", qemu.DefaultCPUs, "number of vCPUs")
 	fs.StringVar(&r.net, "net", "", "network: `user[,hostfwd=...]` (QEMU user networking, virtio-net)")
 	fs.StringArrayVar(&r.disks, "disk", nil, "raw disk image `file` attached as virtio-blk (repeatable)")
+	fs.StringArrayVar(&r.roDisks, "ro-disk", nil, "raw disk image `file` attached read-only, after the --disk ones (repeatable)")
 	fs.DurationVar(&r.timeout, "timeout", timeout, "kill the guest after this `duration` (0: never)")
 	fs.StringArrayVar(&r.env, "env", nil, "environment `NAME=VALUE` for the program (repeatable)")
 	fs.StringArrayVar(&r.opts, "kopt", nil, "kernel `option` "+kcmdline.OptionPrefix+"NAME[=VALUE] (repeatable)")
@@ -139,7 +141,7 @@ func boot(ctx context.Context, e env, rf runFlags, image, cmdline string, consol
 	defer step.Cancel()
 	return qemu.Run(ctx, qemu.Config{
 		Image: image, Cmdline: cmdline,
-		Memory: rf.mem, CPUs: rf.smp, Net: rf.net, Disks: rf.disks,
+		Memory: rf.mem, CPUs: rf.smp, Net: rf.net, Disks: rf.disks, ReadOnlyDisks: rf.roDisks,
 		Accel: accel, Timeout: rf.timeout,
 		Stdin: e.stdin, Stdout: out, Stderr: e.stderr,
 	})

@@ -24,8 +24,17 @@ func runXen(ctx context.Context, e env, rf runFlags, image, cmdline string) erro
 	if err != nil {
 		return usageError("run: --mem %q: %v", rf.mem, err)
 	}
-	if rf.net != "" || len(rf.disks) > 0 {
-		return usageError("run: --net and --disk are not supported with --xen yet")
+	if rf.net != "" {
+		return usageError("run: --net is not supported with --xen yet")
+	}
+	// Disks become xvda, xvdb... (read-only ones after the others); the
+	// lab works on copies, which are copied back once the guest is gone.
+	var disks []xenlab.Disk
+	for i, d := range append(rf.disks[:len(rf.disks):len(rf.disks)], rf.roDisks...) {
+		if i >= 26 {
+			return usageError("run: at most 26 disks with --xen")
+		}
+		disks = append(disks, xenlab.Disk{HostPath: d, Vdev: "xvd" + string(rune('a'+i)), ReadOnly: i >= len(rf.disks)})
 	}
 	lab, err := xenlab.Start(ctx, xenlab.Options{Progress: e.stderr})
 	if err != nil {
@@ -47,7 +56,7 @@ func runXen(ctx context.Context, e env, rf runFlags, image, cmdline string) erro
 		defer cancel()
 	}
 	g, err := lab.Create(gctx, xenlab.GuestConfig{Name: "unikbuild", Type: xenlab.PVH, Kernel: image,
-		Cmdline: cmdline, MemoryMiB: mem, VCPUs: rf.smp})
+		Cmdline: cmdline, MemoryMiB: mem, VCPUs: rf.smp, Disks: disks})
 	if err != nil {
 		return err
 	}
@@ -60,6 +69,14 @@ func runXen(ctx context.Context, e env, rf runFlags, image, cmdline string) erro
 			return &exitError{code: exitFailure, msg: fmt.Sprintf("guest still running after %v on Xen: destroyed it (raise --timeout if it needs longer)", rf.timeout)}
 		}
 		return err
+	}
+	for _, d := range disks {
+		if d.ReadOnly {
+			continue
+		}
+		if err := lab.CopyOut(g.Name+".disk-"+d.Vdev, d.HostPath); err != nil {
+			return err
+		}
 	}
 	failed = false
 	m := exitLine.FindAllStringSubmatch(g.Console(), -1)

@@ -407,6 +407,15 @@ func (l *Lab) CopyIn(hostPath, name string) (string, error) {
 	return ShareMount + "/" + imagesDirName + "/" + name, nil
 }
 
+// CopyOut copies the lab's file name (as given to CopyIn; a guest's disk
+// is "<guest>.disk-<vdev>") back to hostPath, e.g. a disk the guest wrote.
+func (l *Lab) CopyOut(name, hostPath string) error {
+	if err := copyFile(filepath.Join(l.share, imagesDirName, name), hostPath); err != nil {
+		return fmt.Errorf("xenlab: copy %s out of the lab: %w", name, err)
+	}
+	return nil
+}
+
 // Dir is the lab's work directory; XenLogPath is Xen's console log (COM1) in it.
 func (l *Lab) Dir() string        { return l.dir }
 func (l *Lab) XenLogPath() string { return filepath.Join(l.dir, xenLogName) }
