@@ -5,6 +5,7 @@ import (
 	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 // TestTrapFrameLayout pins TrapFrame to the push order of trapCommon and
@@ -17,6 +18,16 @@ func TestTrapFrameLayout(t *testing.T) {
 	want := []uintptr{trapFrameSize, 0, 112, 120, 128, 136, 144, 152, 160, 168}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("TrapFrame layout (-want +got):\n%s", diff)
+	}
+}
+
+// TestStatLayout pins the struct stat fields statBuiltin writes.
+func TestStatLayout(t *testing.T) {
+	var st unix.Stat_t
+	got := []uintptr{unsafe.Sizeof(st), unsafe.Offsetof(st.Nlink), unsafe.Offsetof(st.Mode), unsafe.Offsetof(st.Blksize)}
+	want := []uintptr{statSize, statNlink, statMode, statBlksize}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("struct stat layout (-want +got):\n%s", diff)
 	}
 }
 

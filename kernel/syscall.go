@@ -209,7 +209,7 @@ func doSyscall(c *percpu, f *TrapFrame) {
 		if e != 0 {
 			f.RAX = e
 		} else if !servedPath(c, f, path, false) {
-			f.RAX = errno(_ENOENT)
+			f.RAX = statBuiltin(nr, path, f)
 		}
 	case unix.SYS_READLINKAT, unix.SYS_READLINK:
 		f.RAX = errno(_ENOENT)
@@ -431,6 +431,48 @@ func readPath(p uintptr) ([]byte, uint64) {
 	}
 	return nil, errno(_ENAMETOOLONG)
 }
+
+// statBuiltin answers stat and access for the kernel's own device files
+// and their directories, so that programs (and drivers checking whether
+// they run in an image) see them as on Linux.
+func statBuiltin(nr uint64, path []byte, f *TrapFrame) uint64 {
+	mode := uint32(0)
+	switch string(path) {
+	case "/", "/dev", "/dev/unikgo", "/dev/xen":
+		mode = unix.S_IFDIR | 0o755
+	case "/dev/unikgo/dma", "/dev/unikgo/irq", "/dev/unikgo/serve", "/dev/xen/evtchn":
+		mode = unix.S_IFCHR | 0o600
+	default:
+		return errno(_ENOENT)
+	}
+	var st uintptr
+	switch nr {
+	case unix.SYS_NEWFSTATAT:
+		st = uintptr(f.RDX)
+	case unix.SYS_STAT, unix.SYS_LSTAT:
+		st = uintptr(f.RSI)
+	case unix.SYS_STATX:
+		return errno(_ENOSYS) // callers fall back to fstatat
+	default: // access, faccessat
+		return 0
+	}
+	if !userOK(st, statSize, true) {
+		return errno(_EFAULT)
+	}
+	clear(userBytes(st, statSize))
+	*(*uint64)(ptr(st + statNlink)) = 1
+	*(*uint32)(ptr(st + statMode)) = mode
+	*(*int64)(ptr(st + statBlksize)) = 4096
+	return 0
+}
+
+// struct stat on x86-64 (layout_test.go checks them against unix.Stat_t).
+const (
+	statSize    = 144
+	statNlink   = 16
+	statMode    = 24
+	statBlksize = 56
+)
 
 // sysOpen opens the few device files the kernel provides.
 func sysOpen(path []byte, flags uint64) uint64 {

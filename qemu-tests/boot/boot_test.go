@@ -67,14 +67,20 @@ type result struct {
 // output and exit status.
 func boot(t *testing.T, img, cmdline string, timeout time.Duration) result {
 	t.Helper()
+	return bootWith(t, qemu.Config{Image: img, Cmdline: cmdline, Timeout: timeout})
+}
+
+// bootWith runs a guest configured by cfg (its Image, Cmdline, Timeout,
+// Disks...); the console and exit status come back as from boot.
+func bootWith(t *testing.T, cfg qemu.Config) result {
+	t.Helper()
+	img := cfg.Image
 	if _, err := qemu.LookPath(qemu.Binary); err != nil {
 		t.Fatalf("%v (run scripts/setup)", err)
 	}
 	var out, errOut bytes.Buffer
-	ex, err := qemu.Run(context.Background(), qemu.Config{
-		Image: img, Cmdline: cmdline, Timeout: timeout,
-		Stdout: &out, Stderr: &errOut,
-	})
+	cfg.Stdout, cfg.Stderr = &out, &errOut
+	ex, err := qemu.Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("booting %s: %v\nconsole:\n%s\nqemu:\n%s", img, err, out.String(), errOut.String())
 	}
