@@ -22,6 +22,7 @@ import (
 	"github.com/unikgo/unikgo/blockdev/devfile"
 	"github.com/unikgo/unikgo/boot"
 	"github.com/unikgo/unikgo/devices/xenglue"
+	"github.com/unikgo/unikgo/virtio/blk"
 	"github.com/unikgo/unikgo/xenpv/domain"
 	"github.com/unikgo/unikgo/xenpv/gnttab"
 	"github.com/unikgo/unikgo/xenpv/xenstore/xenbus"
@@ -39,6 +40,8 @@ func init() {
 	var ds []devfile.Disk
 	if domain.OnXen() {
 		ds = xenDisks(ctx)
+	} else {
+		ds = virtioDisks(ctx)
 	}
 	if len(ds) == 0 {
 		return
@@ -81,6 +84,21 @@ func xenDisks(ctx context.Context) []devfile.Disk {
 			continue
 		}
 		ds = append(ds, devfile.Disk{Path: "/dev/" + name, Dev: dev, Rdev: rdev})
+	}
+	return ds
+}
+
+// virtioDisks are the virtio-blk PCI disks, named vda, vdb... in PCI
+// order as Linux names them.
+func virtioDisks(ctx context.Context) []devfile.Disk {
+	devs, err := blk.Probe(ctx)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "disks: virtio-blk: %v\n", err)
+	}
+	var ds []devfile.Disk
+	for i, d := range devs {
+		// virtio-blk's major is dynamic on Linux; 253 is the usual one.
+		ds = append(ds, devfile.Disk{Path: "/dev/vd" + letters(uint64(i)), Dev: d, Rdev: 253<<8 | uint64(i%16)*16})
 	}
 	return ds
 }
