@@ -925,6 +925,22 @@ func (q *Queue) walk(head uint16) (*Chain, error) {
 	}
 }
 
+// Available is the number of chains the driver made available that the
+// device has not taken.
+func (q *Queue) Available() int {
+	d := q.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !q.enabled {
+		return 0
+	}
+	av, err := d.Mem.Slice(q.avail, 6+2*int(q.size))
+	if err != nil {
+		return 0
+	}
+	return int(uint16(atomic.LoadUint32(u32(av))>>16) - q.lastAvail)
+}
+
 // WaitPop waits for a chain (polling every 100µs).
 func (q *Queue) WaitPop(ctx context.Context) (*Chain, error) {
 	for {
