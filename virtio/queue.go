@@ -237,9 +237,8 @@ func (q *Queue) Add(token any, bufs ...Buffer) error {
 // to be (VIRTQ_USED_F_NO_NOTIFY).
 func (q *Queue) Kick() {
 	q.mu.Lock()
-	broken := q.broken != nil || q.ring == nil
-	q.mu.Unlock()
-	if broken {
+	defer q.mu.Unlock()
+	if q.broken != nil || q.ring == nil {
 		return
 	}
 	// The store publishing avail idx was a full barrier (XCHG), so this

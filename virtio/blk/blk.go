@@ -41,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/unikgo/unikgo/blockdev"
@@ -492,27 +493,37 @@ func (d *Device) do(typ uint32, sector uint64, buf []byte) error {
 }
 
 // transfer reads or writes the sector-aligned buf at off, in requests of
-// up to d.maxXfer bytes issued concurrently.
+// up to d.maxXfer bytes, as many at once as there are slots.
 func (d *Device) transfer(typ uint32, off int64, buf []byte) error {
 	if len(buf) <= d.maxXfer {
 		return d.do(typ, uint64(off)/512, buf)
 	}
+	chunks := (len(buf) + d.maxXfer - 1) / d.maxXfer
+	var next atomic.Int64
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
-	for i := 0; i < len(buf); i += d.maxXfer {
-		chunk := buf[i:min(i+d.maxXfer, len(buf))]
+	for w := 0; w < min(chunks, cap(d.slots)); w++ {
 		wg.Add(1)
-		go func(o int64) {
+		go func() {
 			defer wg.Done()
-			if err := d.do(typ, uint64(o)/512, chunk); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= chunks {
+					return
 				}
-				mu.Unlock()
+				lo := i * d.maxXfer
+				chunk := buf[lo:min(lo+d.maxXfer, len(buf))]
+				if err := d.do(typ, uint64(off+int64(lo))/512, chunk); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
 			}
-		}(off + int64(i))
+		}()
 	}
 	wg.Wait()
 	return first

@@ -29,8 +29,9 @@
 // context) when all are in flight.
 //
 // Failure. A used ring the virtio package finds broken, or
-// DEVICE_NEEDS_RESET, resets the device: Transmit and Receive return
-// netdev.ErrDown from then on, as they do after Close.
+// DEVICE_NEEDS_RESET, sets FAILED and takes the NIC down: Transmit and
+// Receive return netdev.ErrDown from then on, as they do after Close,
+// which resets the device and frees its memory.
 package net
 
 import (
