@@ -135,6 +135,7 @@ func TestInitAndInterruptModes(t *testing.T) {
 		intr    bool
 		limit   int
 		refuse  bool
+		refuseQ bool
 		mode    virtio.IntrMode
 		qvec    []uint16
 	}{
@@ -145,11 +146,13 @@ func TestInitAndInterruptModes(t *testing.T) {
 		{name: "no vectors at all", vectors: 3, intr: true, limit: -1, mode: virtio.IntrPoll, qvec: []uint16{virtio.NoVector, virtio.NoVector}},
 		{name: "no MSI-X", intr: true, mode: virtio.IntrPoll, qvec: []uint16{virtio.NoVector, virtio.NoVector}},
 		{name: "vectors refused", vectors: 3, intr: true, refuse: true, mode: virtio.IntrPoll, qvec: []uint16{virtio.NoVector, virtio.NoVector}},
+		{name: "queue vectors refused", vectors: 3, intr: true, refuseQ: true, mode: virtio.IntrPoll, qvec: []uint16{virtio.NoVector, virtio.NoVector}},
 		{name: "no interrupt allocator", vectors: 3, mode: virtio.IntrPoll, qvec: []uint16{virtio.NoVector, virtio.NoVector}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, virtiotest.Config{Features: virtio.FeatureVersion1 | virtio.FeatureAccessPlatform | 1<<5 | 1<<7, MSIXVectors: tc.vectors})
 			r.sim.RefuseVectors = tc.refuse
+			r.sim.RefuseQueueVectors = tc.refuseQ
 			switch {
 			case tc.limit > 0:
 				r.h.IRQs.SetLimit(tc.limit)

@@ -86,7 +86,10 @@ type Device struct {
 	StuckReset     bool // the status never reads 0 after a reset
 	RefuseFeatures bool // FEATURES_OK never sticks
 	RefuseVectors  bool // every MSI-X vector reads back NO_VECTOR
-	UnstableConfig bool // config_generation changes on every read
+	// RefuseQueueVectors: queue vectors (not the configuration's) read
+	// back NO_VECTOR.
+	RefuseQueueVectors bool
+	UnstableConfig     bool // config_generation changes on every read
 }
 
 // New builds the device and plugs it into h at a.
@@ -498,6 +501,9 @@ func (c *common) write(off uint64, w int, v uint32) {
 			return
 		case fw{0x1a, 2}:
 			q.vector = d.vectorLocked(uint16(v))
+			if d.RefuseQueueVectors {
+				q.vector = virtio.NoVector
+			}
 			return
 		case fw{0x1c, 2}:
 			if v != 1 {
