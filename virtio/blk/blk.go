@@ -466,6 +466,15 @@ func (d *Device) do(typ uint32, sector uint64, buf []byte) error {
 		s.busy = false
 	}
 	d.mu.Unlock()
+	if errors.Is(err, virtio.ErrBroken) {
+		// The queue saw the protocol break before the loop did: stop the
+		// device here, so that every caller gets the same error.
+		d.breakDevice(err)
+		d.mu.Lock()
+		err = d.failed
+		d.mu.Unlock()
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("virtio-blk: %v: %w", d.vd.PCI, err)
 	}
