@@ -37,9 +37,9 @@ func FuzzRing(f *testing.F) {
 		bk, _ := NewBack(mem, 8)
 		sh := fr.Shared()
 		var (
-			hostile              bool
-			nextReq, nextRsp     uint64 // next value to send, next expected back
-			backNext             uint64 // next value the back end expects
+			hostile          bool
+			nextReq, nextRsp uint64 // next value to send, next expected back
+			backNext         uint64 // next value the back end expects
 			// An end asleep awaits this many unconsumed entries (0: awake).
 			frontAsleep, backSlp uint32
 		)
