@@ -10,6 +10,7 @@ import (
 	"github.com/unikgo/unikgo/blockdev"
 	"github.com/unikgo/unikgo/kernel/dma"
 	"github.com/unikgo/unikgo/xenpv/gnttab"
+	"github.com/unikgo/unikgo/xenpv/ring"
 	"github.com/unikgo/unikgo/xenpv/xenstore/xenbus"
 )
 
@@ -31,7 +32,7 @@ type conn struct {
 	segs  int         // data pages per request; more than MaxSegments means indirect
 	flush FlushMethod // turned off by an EOPNOTSUPP
 
-	ring     frontRing
+	ring     *ring.Front // RequestSize slots (a response fits in one)
 	region   *dma.Region
 	ringRefs []gnttab.Ref
 	ch       EventChannel
@@ -166,10 +167,10 @@ func (d *Device) newConn(order int) (*conn, error) {
 		return nil, fmt.Errorf("allocating a %d-page ring: %w", pages, err)
 	}
 	c := &conn{region: r}
-	c.ring, err = newFrontRing(r.Bytes[:pages*PageSize])
+	c.ring, err = ring.NewFront(r.Bytes[:pages*PageSize], RequestSize)
 	if err != nil {
 		d.teardown(c)
-		return nil, err
+		return nil, fmt.Errorf("blkfront: %w", err)
 	}
 	for i := 0; i < pages; i++ {
 		ref, err := d.cfg.Grants.Grant(d.grantDom(), r.Frame()+uint64(i), false)
@@ -183,7 +184,7 @@ func (d *Device) newConn(order int) (*conn, error) {
 		d.teardown(c)
 		return nil, fmt.Errorf("allocating an event channel for domain %d: %w", d.fe.BackendID, err)
 	}
-	n := c.ring.size()
+	n := c.ring.Size()
 	c.slots = make([]*op, n)
 	c.freeIDs = make([]uint16, n)
 	for i := range c.freeIDs {

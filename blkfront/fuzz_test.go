@@ -7,6 +7,7 @@ import (
 
 	"github.com/unikgo/unikgo/blockdev"
 	"github.com/unikgo/unikgo/kernel/dma/dmatest"
+	"github.com/unikgo/unikgo/xenpv/ring"
 	"github.com/unikgo/unikgo/xenpv/xenstore/xenbus"
 )
 
@@ -80,14 +81,14 @@ func newFuzzRig(t testing.TB) *fuzzRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ring, err := newFrontRing(r.Bytes)
+	rg, err := ring.NewFront(r.Bytes, RequestSize)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ch, _ := newFakeEvents().AllocUnbound(backDom)
-	c := &conn{ring: ring, region: r, ch: ch, segs: MaxSegments, flush: FlushDiskCache,
+	c := &conn{ring: rg, region: r, ch: ch, segs: MaxSegments, flush: FlushDiskCache,
 		info: Info{Sectors: 2048, SectorSize: 512, PhysicalSectorSize: 512, Discard: true}}
-	n := ring.size()
+	n := rg.Size()
 	c.slots = make([]*op, n)
 	for i := range n {
 		c.freeIDs = append(c.freeIDs, uint16(n-1-i))
@@ -149,10 +150,10 @@ func FuzzResponses(f *testing.F) {
 		fr := newFuzzRig(t)
 		prod := binary.LittleEndian.Uint32(in)
 		slots := in[4:]
-		for i := 0; i*ResponseSize < len(slots) && i < fr.c.ring.size(); i++ {
+		for i := 0; i*ResponseSize < len(slots) && i < fr.c.ring.Size(); i++ {
 			s := make([]byte, ResponseSize)
 			copy(s, slots[i*ResponseSize:])
-			copy(fr.page[ringHeader+i*RequestSize:], s)
+			copy(fr.page[ring.HeaderSize+i*RequestSize:], s)
 		}
 		binary.LittleEndian.PutUint32(fr.page[8:], prod)
 		d := fr.d

@@ -8,6 +8,7 @@ import (
 
 	"github.com/unikgo/unikgo/blockdev"
 	"github.com/unikgo/unikgo/xenpv/gnttab"
+	"github.com/unikgo/unikgo/xenpv/ring"
 )
 
 // TestHostileResponses has a backend answer each read with responses a
@@ -192,10 +193,10 @@ func TestProducerRacesAhead(t *testing.T) {
 				return []Response{rsp}
 			}
 		},
-		afterPush: func(r *backRing) {
+		afterPush: func(r *ring.Back) {
 			select {
 			case <-armed:
-				r.word(8).Store(r.rspPvt + 5)
+				r.Shared().Store(ring.RspProd, r.ProducedIndex()+5)
 			default:
 			}
 		},

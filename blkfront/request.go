@@ -124,7 +124,7 @@ func (d *Device) start(o *op) ([]*op, error) {
 				continue
 			}
 		}
-		if len(c.freeIDs) == 0 || c.ring.free() == 0 {
+		if len(c.freeIDs) == 0 || c.ring.Free() == 0 {
 			d.cond.Wait()
 			continue
 		}
@@ -190,13 +190,17 @@ func (d *Device) issueLocked(c *conn, o *op, pages []page) error {
 		}
 	}
 
+	slot, err := c.ring.NextRequest()
+	if err != nil { // start checked for a free slot: a driver bug
+		d.pool.release(refs, pages)
+		return fmt.Errorf("blkfront: vbd %s: %w", d.cfg.Device, err)
+	}
 	slotIdx := c.freeIDs[len(c.freeIDs)-1]
 	c.freeIDs = c.freeIDs[:len(c.freeIDs)-1]
 	c.gen++
 	id := uint64(slotIdx) | c.gen<<idSlotBits
 	o.tag, o.pages, o.refs = id, pages, refs
 	c.slots[slotIdx] = o
-	slot := c.ring.nextRequest()
 	switch {
 	case o.kind == OpFlushDiskCache:
 		o.wire = OpFlushDiskCache
@@ -225,7 +229,7 @@ func (d *Device) issueLocked(c *conn, o *op, pages []page) error {
 		r.Put(slot)
 	}
 	d.stats.Requests++
-	if c.ring.push() {
+	if c.ring.Push() {
 		// A failed notify leaves the request on the ring; the backend
 		// finds it at its next check, and a dead port shows up as the
 		// backend's state change.
@@ -238,8 +242,9 @@ func (d *Device) issueLocked(c *conn, o *op, pages []page) error {
 // final check so that the next response raises an event.
 func (d *Device) drainLocked(c *conn) {
 	progressed := false
+	var buf [ResponseSize]byte
 	for !c.dead {
-		n, err := c.ring.responses()
+		n, err := c.ring.Responses()
 		if err != nil {
 			d.stats.BadResponses++
 			d.failLocked(fmt.Errorf("%w (%w): vbd %s: %v", ErrBackendBroken, blockdev.ErrClosed, d.cfg.Device, err))
@@ -247,10 +252,10 @@ func (d *Device) drainLocked(c *conn) {
 			break
 		}
 		for ; n > 0; n-- {
-			d.completeLocked(c, ParseResponse(c.ring.response()))
+			d.completeLocked(c, ParseResponse(c.ring.NextResponse(buf[:])))
 			progressed = true
 		}
-		if !c.ring.finalCheck() {
+		if !c.ring.FinalCheck() {
 			break
 		}
 	}

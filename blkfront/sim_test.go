@@ -9,11 +9,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/unikgo/unikgo/kernel/dma"
 	"github.com/unikgo/unikgo/kernel/dma/dmatest"
 	"github.com/unikgo/unikgo/xenpv/gnttab"
+	"github.com/unikgo/unikgo/xenpv/ring"
 	"github.com/unikgo/unikgo/xenpv/xenstore/xenstoretest"
 )
 
@@ -223,7 +223,7 @@ type backendOpts struct {
 	// mangle, if set, replaces each response by the ones it returns.
 	mangle func(req backReq, rsp Response) []Response
 	// afterPush, if set, runs after each answer, with the ring.
-	afterPush func(r *backRing)
+	afterPush func(r *ring.Back)
 	// goneAfterClose removes the backend directory once the frontend
 	// has closed: the disk was detached.
 	goneAfterClose bool
@@ -493,7 +493,11 @@ func (b *simBackend) connect() error {
 	b.ringPages = len(refs)
 	b.published = pub
 	b.mu.Unlock()
-	w := &backWorker{b: b, ring: newBackRing(page), ch: ch, refs: refs, stop: make(chan struct{}), done: make(chan struct{})}
+	br, err := ring.NewBack(page, RequestSize)
+	if err != nil {
+		return err
+	}
+	w := &backWorker{b: b, ring: br, ch: ch, refs: refs, stop: make(chan struct{}), done: make(chan struct{})}
 	b.mu.Lock()
 	b.worker = w
 	b.mu.Unlock()
@@ -563,7 +567,7 @@ func (b *simBackend) count(op Operation) int {
 // backWorker serves one ring.
 type backWorker struct {
 	b    *simBackend
-	ring *backRing
+	ring *ring.Back
 	ch   *fakeChannel
 	refs []gnttab.Ref
 	stop chan struct{}
@@ -586,8 +590,13 @@ func (w *backWorker) run() {
 func (w *backWorker) serve() {
 	b := w.b
 	for {
-		for w.ring.hasRequests() {
-			slot := w.ring.request()
+		n, err := w.ring.Requests()
+		if err != nil {
+			b.t.Errorf("simulated backend: %v", err)
+			return
+		}
+		for ; n > 0; n-- {
+			slot := w.ring.NextRequest(make([]byte, RequestSize))
 			req := parseBackReq(slot)
 			b.mu.Lock()
 			hold := b.hold
@@ -595,7 +604,7 @@ func (w *backWorker) serve() {
 				b.held = append(b.held, req)
 			}
 			// Requests the frontend has outstanding: produced, not answered.
-			b.maxInFlight = max(b.maxInFlight, int(w.ring.word(0).Load()-w.ring.rspPvt))
+			b.maxInFlight = max(b.maxInFlight, int(w.ring.Shared().Load(ring.ReqProd)-w.ring.ProducedIndex()))
 			b.mu.Unlock()
 			if !hold {
 				w.answer(req)
@@ -610,7 +619,7 @@ func (w *backWorker) serve() {
 		for _, r := range release {
 			w.answer(r)
 		}
-		if !w.ring.finalCheckRequests() {
+		if !w.ring.FinalCheck() {
 			return
 		}
 	}
@@ -640,9 +649,14 @@ func (w *backWorker) answer(req backReq) {
 		rsps = b.opts.mangle(req, rsp)
 	}
 	for _, rsp := range rsps {
-		w.ring.respond(rsp)
+		slot, err := w.ring.NextResponse()
+		if err != nil {
+			b.t.Errorf("simulated backend: %v", err)
+			break
+		}
+		rsp.Put(slot)
 	}
-	if len(rsps) > 0 && w.ring.pushResponses() {
+	if len(rsps) > 0 && w.ring.Push() {
 		w.ch.kick()
 	}
 	if b.opts.afterPush != nil {
@@ -736,60 +750,6 @@ func (w *backWorker) perform(req *backReq) Status {
 		off += n
 	}
 	return StatusOkay
-}
-
-// backRing is the back end of the shared ring, for the simulated
-// backend. TEMPORARY: to be replaced by xenpv/ring's back end.
-type backRing struct {
-	page    []byte
-	n       uint32
-	reqCons uint32
-	rspPvt  uint32
-}
-
-func newBackRing(page []byte) *backRing {
-	n := uint32(1)
-	for n*2 <= uint32((len(page)-ringHeader)/RequestSize) {
-		n *= 2
-	}
-	return &backRing{page: page, n: n}
-}
-
-func (r *backRing) word(off int) *atomic.Uint32 {
-	return (*atomic.Uint32)(unsafe.Pointer(&r.page[off]))
-}
-
-func (r *backRing) slot(i uint32) []byte {
-	off := ringHeader + int(i&(r.n-1))*RequestSize
-	return r.page[off : off+RequestSize]
-}
-
-func (r *backRing) hasRequests() bool { return r.word(0).Load() != r.reqCons }
-
-func (r *backRing) request() []byte {
-	b := append([]byte(nil), r.slot(r.reqCons)...)
-	r.reqCons++
-	return b
-}
-
-func (r *backRing) respond(rsp Response) {
-	rsp.Put(r.slot(r.rspPvt))
-	r.rspPvt++
-}
-
-func (r *backRing) pushResponses() bool {
-	old := r.word(8).Load()
-	r.word(8).Store(r.rspPvt)
-	ev := r.word(12).Load()
-	return r.rspPvt-ev < r.rspPvt-old
-}
-
-func (r *backRing) finalCheckRequests() bool {
-	if r.hasRequests() {
-		return true
-	}
-	r.word(4).Store(r.reqCons + 1)
-	return r.hasRequests()
 }
 
 // rig is a driver under test with everything around it.
