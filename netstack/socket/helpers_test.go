@@ -190,3 +190,5 @@ func (n *notifier) waitEvents(t testing.TB, s *Socket, want uint32) uint32 {
 		}
 	}
 }
+
+func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

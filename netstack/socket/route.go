@@ -47,20 +47,25 @@ func newMsg(typ, flags uint16, seq, pid uint32, fixed []byte) *nlMsg {
 	ne.PutUint32(m.b[8:], seq)
 	ne.PutUint32(m.b[12:], pid)
 	m.b = append(m.b, fixed...)
-	m.b = m.b[:nlAlign(len(m.b))]
 	return m
+}
+
+// pad aligns the message's end.
+func (m *nlMsg) pad() {
+	for len(m.b)%unix.NLMSG_ALIGNTO != 0 {
+		m.b = append(m.b, 0)
+	}
 }
 
 // attr appends an rtattr, padded.
 func (m *nlMsg) attr(typ uint16, data []byte) {
+	m.pad()
 	var h [unix.SizeofRtAttr]byte
 	ne.PutUint16(h[:], uint16(unix.SizeofRtAttr+len(data)))
 	ne.PutUint16(h[2:], typ)
 	m.b = append(m.b, h[:]...)
 	m.b = append(m.b, data...)
-	for len(m.b)%unix.NLMSG_ALIGNTO != 0 {
-		m.b = append(m.b, 0)
-	}
+	m.pad()
 }
 
 func (m *nlMsg) u32(typ uint16, v uint32) {
@@ -73,9 +78,12 @@ func (m *nlMsg) u8(typ uint16, v uint8) { m.attr(typ, []byte{v}) }
 
 func (m *nlMsg) str(typ uint16, s string) { m.attr(typ, append([]byte(s), 0)) }
 
-// done sets the message length and returns its bytes.
+// done sets the message length and returns its bytes, padded so that a
+// message may follow. As in Linux, the length does not count padding
+// after an unaligned fixed part (an error's echoed request).
 func (m *nlMsg) done() []byte {
 	ne.PutUint32(m.b, uint32(len(m.b)))
+	m.pad()
 	return m.b
 }
 
