@@ -243,9 +243,15 @@ func (is *inetSock) connect(ctx context.Context, sa []byte) unix.Errno {
 			return errno(err)
 		}
 	}, nil)
-	if e == unix.EAGAIN {
+	switch e {
+	case unix.EAGAIN:
 		// SO_SNDTIMEO ran out: Linux leaves the handshake going.
 		return unix.EINPROGRESS
+	case 0, unix.EINTR, unix.EBADF:
+	default:
+		// connect reported the error: Linux's SO_ERROR is clear now,
+		// gVisor may still hold a copy.
+		is.ep.LastError()
 	}
 	return e
 }

@@ -213,6 +213,9 @@ func timeout(v *atomic.Int64) time.Duration { return time.Duration(v.Load()) }
 // of its work, after which the time limit and ctx end the operation
 // without an error (a partial read or write).
 func (s *Socket) block(ctx context.Context, nonblock bool, tmo time.Duration, op func() unix.Errno, progress func() bool) unix.Errno {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	var timer *time.Timer
 	var expired <-chan time.Time
 	for {
@@ -257,7 +260,7 @@ func (s *Socket) isClosed() bool {
 
 // Events reports the socket's readiness in epoll bits (EPOLLIN, EPOLLOUT,
 // EPOLLERR, EPOLLHUP, EPOLLRDHUP, EPOLLRDNORM, EPOLLWRNORM), as Linux's
-// poll of the same socket would.
+// poll of the same socket would; a closed socket says POLLNVAL.
 func (s *Socket) Events() uint32 {
 	if s.isClosed() {
 		return 0x20 // POLLNVAL

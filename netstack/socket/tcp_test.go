@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -444,5 +445,54 @@ func TestLinger(t *testing.T) {
 				t.Errorf("peer read after data: %d, %v; want EOF", n, e)
 			}
 		})
+	}
+}
+
+// TestNotifyReentrant calls back into the socket from the notify
+// callback, as an epoll implementation does, while traffic flows: no
+// deadlock, and calls for one socket never overlap.
+func TestNotifyReentrant(t *testing.T) {
+	a, b := newPair(t)
+	ctx := ctxT(t)
+	ln, laddr := listenOn(t, b, unix.AF_INET, netip.AddrPortFrom(addrB, 0))
+	c := mustSocket(t, a, unix.AF_INET, unix.SOCK_STREAM, 0)
+	must(t, "connect", c.Connect(ctx, sockaddr(unix.AF_INET, laddr)))
+	srv, _, e := ln.Accept(ctx, unix.SOCK_NONBLOCK)
+	must(t, "accept", e)
+	defer srv.Close(ctx)
+
+	const total = 200 << 10
+	var (
+		inside  atomic.Int32
+		got     atomic.Int64
+		overlap atomic.Bool
+		done    = make(chan struct{})
+	)
+	drain := func() {
+		if inside.Add(1) != 1 {
+			overlap.Store(true)
+		}
+		defer inside.Add(-1)
+		buf := make([]byte, 4096)
+		for srv.Events()&unix.EPOLLIN != 0 {
+			n, e := srv.Read(ctx, buf)
+			if e != 0 || n == 0 {
+				break
+			}
+			if got.Add(int64(n)) == total {
+				close(done)
+			}
+		}
+		srv.Getsockopt(unix.SOL_SOCKET, unix.SO_ERROR, make([]byte, 4))
+	}
+	srv.SetNotify(drain) // nothing has arrived yet
+	go c.Write(ctx, make([]byte, total))
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("read %d of %d bytes through notify calls", got.Load(), total)
+	}
+	if overlap.Load() {
+		t.Error("notify calls overlapped")
 	}
 }

@@ -69,6 +69,7 @@ func TestUDP(t *testing.T) {
 				t.Errorf("from %v, want %v", got, want)
 			}
 			big := make([]byte, 100)
+			w.waitEvents(t, srv, unix.EPOLLIN)
 			n, from, flags, e = srv.RecvMsg(ctx, [][]byte{big}, 0)
 			if diff := cmp.Diff([]any{6, "second", 0, unix.Errno(0)}, []any{n, string(big[:n]), flags, e}); diff != "" {
 				t.Errorf("recv (-want +got):\n%s", diff)
