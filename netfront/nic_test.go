@@ -85,7 +85,9 @@ func TestTransmitReceive(t *testing.T) {
 			t.Fatalf("Receive = %d bytes, %v; want the %d-byte frame", len(got), err, size)
 		}
 	}
-	waitFor(t, "transmit pages to come back", func() bool { return n.Stats().TxFrames == uint64(len(sizes)) && len(n.txFreeCopy()) == DefaultTxBuffers })
+	waitFor(t, "transmit pages to come back", func() bool {
+		return n.Stats().TxFrames == uint64(len(sizes)) && len(n.txFreeCopy()) == DefaultTxBuffers
+	})
 	s := n.Stats()
 	want := Stats{RxFrames: 6, RxBytes: 4170, TxFrames: 6, TxBytes: 4170}
 	if diff := cmp.Diff(want, s); diff != "" {
