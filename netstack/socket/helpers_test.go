@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net/netip"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -65,6 +66,13 @@ func sockaddr(family int, ap netip.AddrPort) []byte {
 	binary.BigEndian.PutUint16(b[2:], ap.Port())
 	a := ap.Addr().As16()
 	copy(b[8:], a[:])
+	if z := ap.Addr().Zone(); z != "" {
+		id, err := strconv.Atoi(z)
+		if err != nil {
+			panic(err)
+		}
+		binary.NativeEndian.PutUint32(b[24:], uint32(id))
+	}
 	return b
 }
 
@@ -79,7 +87,11 @@ func addrPort(t testing.TB, sa []byte) netip.AddrPort {
 	case f == unix.AF_INET && len(sa) == 16:
 		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(sa[4:8])), port)
 	case f == unix.AF_INET6 && len(sa) == 28:
-		return netip.AddrPortFrom(netip.AddrFrom16([16]byte(sa[8:24])), port)
+		a := netip.AddrFrom16([16]byte(sa[8:24]))
+		if scope := binary.NativeEndian.Uint32(sa[24:]); scope != 0 {
+			a = a.WithZone(strconv.Itoa(int(scope)))
+		}
+		return netip.AddrPortFrom(a, port)
 	default:
 		t.Fatalf("bad sockaddr %x", sa)
 	}

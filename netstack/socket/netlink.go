@@ -179,16 +179,17 @@ func (nl *netlinkSock) send(iov [][]byte, to []byte) (int, unix.Errno) {
 	return n, 0
 }
 
-// deliver queues a datagram unless the receive buffer is full, in which
-// case it is dropped and the socket's error becomes ENOBUFS. Dumps are
-// always queued: Linux produces them as they are read.
+// deliver queues a datagram unless the receive buffer is full. A reply
+// of the kernel that does not fit is dropped and the socket's error
+// becomes ENOBUFS; one from another socket is refused (the sender gets
+// EAGAIN). Dumps are always queued: Linux produces them as they are read.
 func (nl *netlinkSock) deliver(d nlDgram) bool {
 	nl.mu.Lock()
 	ok := d.dump || nl.queued+len(d.b) <= nl.rcvbuf
 	if ok {
 		nl.queue = append(nl.queue, d)
 		nl.queued += len(d.b)
-	} else if !nl.noENOBUFS {
+	} else if d.from == 0 && !nl.noENOBUFS {
 		nl.err = unix.ENOBUFS
 	}
 	nl.mu.Unlock()

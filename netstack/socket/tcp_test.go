@@ -41,6 +41,7 @@ func TestTCPEcho(t *testing.T) {
 		{"IPv4", a, b, unix.AF_INET, addrB, addrB, addrA},
 		{"IPv6", a, b, unix.AF_INET6, addrB6, addrB6, addrA6},
 		{"IPv4 any", a, b, unix.AF_INET, netip.IPv4Unspecified(), addrB, addrA},
+		{"IPv6 link-local", a, b, unix.AF_INET6, netip.IPv6Unspecified(), netip.MustParseAddr("fe80::ff:fe00:2%2"), netip.MustParseAddr("fe80::ff:fe00:1%2")},
 		{"IPv4-mapped on dual-stack", a, b, unix.AF_INET6, netip.IPv6Unspecified(), netip.AddrFrom16(addrB.As16()), netip.AddrFrom16(addrA.As16())},
 		{"loopback IPv4", lo, lo, unix.AF_INET, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.1")},
 		{"loopback IPv6", lo, lo, unix.AF_INET6, netip.IPv6Loopback(), netip.IPv6Loopback(), netip.IPv6Loopback()},
