@@ -231,8 +231,10 @@ type backendOpts struct {
 	rxOffset int
 	// rxMangle, if set, replaces the responses of each received frame
 	// (one per data slot, in ring order) by the slots it returns; as many
-	// requests are consumed as slots returned.
-	rxMangle func(frame []byte, rsps []RxResponse) [][RxResponseSize]byte
+	// requests are consumed as slots returned (data is copied into the
+	// pages of the first len(rsps)). ids are the ids of the requests
+	// available, in ring order.
+	rxMangle func(frame []byte, rsps []RxResponse, ids []uint16) [][RxResponseSize]byte
 	// txMangle, if set, replaces the responses to each sent packet.
 	txMangle func(reqs []TxRequest, rsps []TxResponse) []TxResponse
 	// rxAfterPush and txAfterPush, if set, run after each push, with the
@@ -696,7 +698,11 @@ func (w *backWorker) serveRx() bool {
 			rsps[i].Put(slots[i][:])
 		}
 		if b.opts.rxMangle != nil {
-			slots = b.opts.rxMangle(frame, rsps)
+			ids := make([]uint16, n)
+			for i := range ids {
+				ids[i] = ParseRxRequest(w.rx.Request(i, buf)).ID
+			}
+			slots = b.opts.rxMangle(frame, rsps, ids)
 		}
 		if total := max(need, len(slots)); n < total {
 			if !w.rx.Await(total) {
