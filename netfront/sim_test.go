@@ -246,6 +246,8 @@ type backendOpts struct {
 	// goneAfterClose removes the backend once the frontend closed;
 	// stuckAfterClose stays Closed instead of coming back.
 	goneAfterClose, stuckAfterClose bool
+	// holdClosed keeps the backend Closed while set.
+	holdClosed atomic.Bool
 	// noAnswer holds transmit requests unanswered.
 	noAnswer atomic.Bool
 }
@@ -380,7 +382,7 @@ func (b *simBackend) run() {
 				return
 			}
 			b.setState(6)
-		case fs == "1" && bs == 6 && !b.opts.stuckAfterClose:
+		case fs == "1" && bs == 6 && !b.opts.stuckAfterClose && !b.opts.holdClosed.Load():
 			b.publishFeatures()
 			b.setState(2)
 		}
