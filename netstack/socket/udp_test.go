@@ -43,6 +43,16 @@ func TestUDP(t *testing.T) {
 				t.Errorf("send without address: %v, want EDESTADDRREQ", e)
 			}
 			to := sockaddr(tc.family, netip.AddrPortFrom(tc.dst, port))
+			// One datagram first: gVisor may send a packet that found
+			// the neighbour resolved before those that waited for the
+			// resolution, and the order matters below.
+			if _, e := c.SendMsg(ctx, [][]byte{[]byte("warm-up")}, to, 0); e != 0 {
+				t.Fatal(e)
+			}
+			w.waitEvents(t, srv, unix.EPOLLIN)
+			if n, _, _, e := srv.RecvMsg(ctx, [][]byte{make([]byte, 10)}, 0); n != 7 || e != 0 {
+				t.Fatalf("warm-up: %d, %v", n, e)
+			}
 			for _, m := range []string{"first datagram", "second"} {
 				n, e := c.SendMsg(ctx, [][]byte{[]byte(m[:3]), []byte(m[3:])}, to, 0)
 				if n != len(m) || e != 0 {
