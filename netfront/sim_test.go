@@ -833,3 +833,6 @@ func frame(n int, seed byte) []byte {
 }
 
 var _ dma.Allocator = (*dmatest.Memory)(nil)
+
+// waitQueue lets the backend catch up with frames handed to inject.
+func waitQueue() { time.Sleep(50 * time.Microsecond) }
