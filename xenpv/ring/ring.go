@@ -253,8 +253,9 @@ func (f *Front) Push() bool {
 
 // Responses reads the back end's producer index and returns how many
 // responses are ready to consume. An index claiming more responses than
-// requests were pushed breaks the ring: Responses then returns ErrOverrun,
-// now and on every later call (RING_RESPONSE_PROD_OVERFLOW).
+// requests were pushed (RING_RESPONSE_PROD_OVERFLOW), or going back
+// behind responses an earlier call reported, breaks the ring: Responses
+// then returns ErrOverrun, now and on every later call.
 func (f *Front) Responses() (int, error) {
 	if f.err != nil {
 		return 0, f.err
@@ -263,6 +264,10 @@ func (f *Front) Responses() (int, error) {
 	n, outstanding := prod-f.rspCons, f.reqPush-f.rspCons
 	if n > outstanding {
 		f.err = fmt.Errorf("%w: rsp_prod %d is %d past rsp_cons %d with %d requests pushed and unanswered", ErrOverrun, prod, int32(n), f.rspCons, outstanding)
+		return 0, f.err
+	}
+	if seen := f.rspSeen - f.rspCons; n < seen {
+		f.err = fmt.Errorf("%w: rsp_prod went back from %d to %d", ErrOverrun, f.rspSeen, prod)
 		return 0, f.err
 	}
 	f.rspSeen = prod
@@ -374,9 +379,10 @@ func (b *Back) Unanswered() int { return int(b.reqCons - b.rspPvt) }
 // Requests reads the front end's producer index and returns how many
 // requests are ready to consume (RING_HAS_UNCONSUMED_REQUESTS). An index
 // that claims more requests than there are free slots (the front end may
-// not overwrite slots whose responses were not produced), or that went
-// backwards, breaks the ring: Requests then returns ErrOverrun, now and on
-// every later call (RING_REQUEST_PROD_OVERFLOW).
+// not overwrite slots whose responses were not produced;
+// RING_REQUEST_PROD_OVERFLOW), or that goes back behind requests an
+// earlier call reported, breaks the ring: Requests then returns
+// ErrOverrun, now and on every later call.
 func (b *Back) Requests() (int, error) {
 	if b.err != nil {
 		return 0, b.err
@@ -385,6 +391,10 @@ func (b *Back) Requests() (int, error) {
 	n, room := prod-b.reqCons, b.l.size-(b.reqCons-b.rspPvt)
 	if n > room {
 		b.err = fmt.Errorf("%w: req_prod %d is %d past req_cons %d with room for %d", ErrOverrun, prod, int32(n), b.reqCons, room)
+		return 0, b.err
+	}
+	if seen := b.reqSeen - b.reqCons; n < seen {
+		b.err = fmt.Errorf("%w: req_prod went back from %d to %d", ErrOverrun, b.reqSeen, prod)
 		return 0, b.err
 	}
 	b.reqSeen = prod

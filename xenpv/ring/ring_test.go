@@ -241,8 +241,22 @@ func TestFrontOverrun(t *testing.T) {
 			}
 		})
 	}
-	// Exactly what was pushed is fine.
+	// A producer going back behind what it reported breaks the ring, even
+	// if nothing was consumed.
 	f, _ := NewFront(make([]byte, page), 8)
+	for range 3 {
+		f.NextRequest()
+	}
+	f.Push()
+	f.Shared().Store(RspProd, 3)
+	f.Responses()
+	f.Consume(1)
+	f.Shared().Store(RspProd, 2)
+	if _, err := f.Responses(); !errors.Is(err, ErrOverrun) {
+		t.Errorf("rsp_prod back from 3 to 2: %v", err)
+	}
+	// Exactly what was pushed is fine.
+	f, _ = NewFront(make([]byte, page), 8)
 	for range 3 {
 		f.NextRequest()
 	}
@@ -371,6 +385,18 @@ func TestBackOverrun(t *testing.T) {
 	}
 	if b.Request(0, make([]byte, 8)) != nil || b.FinalCheck() {
 		t.Error("a broken ring hands out work")
+	}
+
+	// An index behind what was reported, but not behind the consumer.
+	mem = make([]byte, page)
+	NewFront(mem, 8)
+	b, _ = NewBack(mem, 8)
+	b.Shared().Store(ReqProd, 5)
+	b.Requests()
+	b.Consume(2)
+	b.Shared().Store(ReqProd, 4)
+	if _, err := b.Requests(); !errors.Is(err, ErrOverrun) {
+		t.Errorf("req_prod back from 5 to 4: %v", err)
 	}
 
 	// An index behind the consumer.
