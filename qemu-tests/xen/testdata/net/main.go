@@ -1,21 +1,25 @@
 // Command net brings up the domain's first vif with netfront and talks to
 // dom0 across the lab bridge in raw Ethernet frames: it resolves dom0's
 // address with ARP, then pings it with echo requests of several sizes up
-// to a full 1500-byte MTU and checks each reply's payload.
+// to a full 1500-byte MTU and checks each reply's payload. With "detach",
+// it then waits for dom0 to detach the vif (xl network-detach) and checks
+// that the NIC goes down.
 //
-//	net [our IPv4] [dom0's IPv4]     (defaults: 10.0.0.7 10.0.0.1)
+//	net [our IPv4] [dom0's IPv4] [detach]     (defaults: 10.0.0.7 10.0.0.1)
 package main
 
 import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"time"
 
 	"github.com/unikgo/unikgo/devices/xenglue"
+	"github.com/unikgo/unikgo/netdev"
 	"github.com/unikgo/unikgo/netfront"
 	"github.com/unikgo/unikgo/xenpv/gnttab"
 	"github.com/unikgo/unikgo/xenpv/xenstore/xenbus"
@@ -38,7 +42,8 @@ func main() {
 	if len(os.Args) > 2 {
 		ours, peer = net.ParseIP(os.Args[1]).To4(), net.ParseIP(os.Args[2]).To4()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	detach := len(os.Args) > 3 && os.Args[3] == "detach"
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	d, err := xenglue.Open()
 	if err != nil {
@@ -130,6 +135,21 @@ func main() {
 	}
 	s := nic.Stats()
 	fmt.Printf("net: stats rx %d frames, tx %d frames, %d bad, %d errors\n", s.RxFrames, s.TxFrames, s.RxBad+s.TxBad, s.RxErrors+s.TxErrors)
+	if detach {
+		fmt.Println("net: waiting for the vif to go")
+		for {
+			if _, err = nic.Receive(ctx, buf); err != nil {
+				break
+			}
+		}
+		if !errors.Is(err, netdev.ErrDown) {
+			fail("Receive after the detach: %v, want ErrDown", err)
+		}
+		fmt.Printf("net: vif gone: %v\n", err)
+		if err := nic.Transmit(ctx, arp); !errors.Is(err, netdev.ErrDown) {
+			fail("Transmit after the detach: %v, want ErrDown", err)
+		}
+	}
 	if err := nic.Close(); err != nil {
 		fail("close: %v", err)
 	}
