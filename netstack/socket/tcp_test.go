@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/unikgo/unikgo/netstack"
 	"golang.org/x/sys/unix"
 )
 
@@ -495,5 +496,48 @@ func TestNotifyReentrant(t *testing.T) {
 	}
 	if overlap.Load() {
 		t.Error("notify calls overlapped")
+	}
+}
+
+// TestStackCloseWakesBlocked closes the stack under sockets blocked in
+// accept and read: they return instead of hanging.
+func TestStackCloseWakesBlocked(t *testing.T) {
+	st, err := netstack.New(netstack.Config{NoSLAAC: true, NoDAD: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo := New(st)
+	ctx := ctxT(t)
+	ln, laddr := listenOn(t, lo, unix.AF_INET, netip.MustParseAddrPort("127.0.0.1:0"))
+	c := mustSocket(t, lo, unix.AF_INET, unix.SOCK_STREAM, 0)
+	must(t, "connect", c.Connect(ctx, sockaddr(unix.AF_INET, laddr)))
+	type result struct {
+		what string
+		n    int
+		e    unix.Errno
+	}
+	res := make(chan result, 2)
+	go func() { n, e := c.Read(ctx, make([]byte, 1)); res <- result{"read", n, e} }()
+	go func() {
+		// The queued connection first, then a wait.
+		if s, _, e := ln.Accept(ctx, 0); e == 0 {
+			s.Close(ctx)
+		}
+		_, _, e := ln.Accept(ctx, 0)
+		res <- result{"accept", 0, e}
+	}()
+	time.Sleep(20 * time.Millisecond)
+	st.Close()
+	for i := 0; i < 2; i++ {
+		select {
+		case r := <-res:
+			// A read may see end of file or an error; accept an error.
+			if r.n != 0 || (r.what == "accept" && r.e == 0) {
+				t.Errorf("%s after the stack closed: %d, %v", r.what, r.n, r.e)
+			}
+			t.Logf("%s: %d, %v", r.what, r.n, r.e)
+		case <-time.After(5 * time.Second):
+			t.Fatal("a blocked call did not return after the stack closed")
+		}
 	}
 }
