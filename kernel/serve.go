@@ -33,6 +33,8 @@ const (
 	ioctlServePath    = 0x40104c00 // _IOW('L', 0, struct{path *byte; len u64}) → object
 	ioctlServeSockets = 0x00004c01 // _IO('L', 1) → object socket(2) requests name
 
+	ioctlFIONBIO = 0x5421 // answered by the kernel: O_NONBLOCK is the descriptor's
+
 	serveNonblock  = 1 // request flag: the descriptor is O_NONBLOCK
 	serveReplyDone = 0 // reply kinds
 	serveReplyPoll = 1 // readiness of an object: id = object, val = events
@@ -419,6 +421,16 @@ func servedCall(c *percpu, f *TrapFrame) bool {
 	d := getFD(int64(f.RDI))
 	if d == nil || d.kind != fdServed {
 		return false
+	}
+	if f.RAX == unix.SYS_IOCTL && f.RSI == ioctlFIONBIO {
+		// O_NONBLOCK is the descriptor's, kept here (fcntl F_SETFL).
+		if !userOK(uintptr(f.RDX), 4, false) {
+			f.RAX = errno(_EFAULT)
+			return true
+		}
+		d.nonblk = *(*int32)(ptr(uintptr(f.RDX))) != 0
+		f.RAX = 0
+		return true
 	}
 	o := &servedObjs[d.obj]
 	if o.server < 0 {

@@ -230,9 +230,15 @@ func Errno(err error) int64 {
 }
 
 // Pointer is the program's address p, named by a request's arguments.
+// (An address from the kernel points into memory the checker cannot tie
+// to an allocation: -race's checkptr is off here.)
+//
+//go:nocheckptr
 func Pointer(p uintptr) unsafe.Pointer { return unsafe.Add(nil, p) }
 
 // Bytes is the program's memory [p, p+n) named by a request's arguments.
+//
+//go:nocheckptr
 func Bytes(p, n uintptr) []byte {
 	if n == 0 {
 		return nil

@@ -1,0 +1,500 @@
+// Package sockfile answers the program's socket system calls with a
+// netstack: it is the server behind socket(2) in a unikgo image. The kernel
+// forwards socket, and every call on a descriptor that socket or accept
+// made, through kernel/serve with the raw Linux arguments; Handle decodes
+// them (sockaddrs, iovecs, msghdrs, option buffers in the program's memory)
+// into calls on a netstack/socket.Socket and returns what Linux would.
+// Readiness changes go back to the kernel's epoll through Ready, so the Go
+// runtime's netpoller sees the sockets as it would on Linux.
+package sockfile
+
+import (
+	"context"
+	"runtime/debug"
+	"sync"
+	"unsafe"
+
+	"github.com/unikgo/unikgo/kernel/serve"
+	"github.com/unikgo/unikgo/netstack/socket"
+	"golang.org/x/sys/unix"
+)
+
+// Linux limits and sizes (x86-64).
+const (
+	maxIOV     = 1024 // UIO_MAXIOV
+	iovecSize  = 16   // struct iovec
+	msghdrSize = 56   // struct msghdr
+	mmsgSize   = 64   // struct mmsghdr: msghdr, msg_len u32, padding
+	maxSockLen = 128  // sizeof(struct sockaddr_storage)
+	maxOptLen  = 4096 // longest option value taken; Linux's are far shorter
+
+	ioctlFIONREAD = 0x541b // SIOCINQ
+	ioctlTIOCOUTQ = 0x5411 // SIOCOUTQ
+
+	sIFSOCK = 0o140000
+)
+
+// Readier takes a socket object's epoll readiness: *serve.Server.
+type Readier interface {
+	Ready(o serve.Obj, events uint32) error
+}
+
+// Server maps the kernel's socket objects to sockets.
+type Server struct {
+	ss  *socket.Sockets
+	rd  Readier
+	ctx context.Context // bounds blocking calls: they end when it does
+
+	mu    sync.Mutex
+	socks map[serve.Obj]*sock // +checklocks:mu
+}
+
+// sock is one socket object and the readiness last reported for it.
+type sock struct {
+	s   *socket.Socket
+	obj serve.Obj
+
+	mu       sync.Mutex
+	reported uint32 // +checklocks:mu
+	dead     bool   // +checklocks:mu; closed: report nothing more
+}
+
+// New returns a server for the sockets of ss, reporting readiness to rd.
+// Blocking calls (a blocking socket's accept, connect, read...) end with
+// EINTR when ctx does.
+func New(ctx context.Context, ss *socket.Sockets, rd Readier) *Server {
+	return &Server{ss: ss, rd: rd, ctx: ctx, socks: make(map[serve.Obj]*sock)}
+}
+
+// Serve connects to the kernel's server device, takes socket(2) and answers
+// until ctx ends or the device fails.
+func Serve(ctx context.Context, ss *socket.Sockets) error {
+	srv, err := serve.Open()
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if _, err := srv.TakeSockets(); err != nil {
+		return err
+	}
+	s := New(ctx, ss, srv)
+	return srv.Serve(ctx, s.Handle)
+}
+
+// Handle answers one forwarded call: socket on the provider object, or a
+// call on a socket object. Bad pointers in the arguments give EFAULT, as
+// the Linux kernel's copy_from_user would, not a crash of the program.
+func (srv *Server) Handle(r *serve.Request) (val int64) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if recover() != nil {
+			val = -int64(unix.EFAULT)
+		}
+	}()
+	if r.Sysno == unix.SYS_SOCKET {
+		return srv.socket(r)
+	}
+	srv.mu.Lock()
+	k := srv.socks[r.Obj]
+	srv.mu.Unlock()
+	if k == nil {
+		if r.Orphan() {
+			return 0
+		}
+		return -int64(unix.EBADF)
+	}
+	if r.Sysno == unix.SYS_CLOSE {
+		srv.mu.Lock()
+		delete(srv.socks, r.Obj)
+		srv.mu.Unlock()
+		k.mu.Lock()
+		k.dead = true
+		k.mu.Unlock()
+		k.s.SetNotify(nil)
+		k.s.Close(srv.ctx)
+		return 0
+	}
+	k.s.SetNonblock(r.Nonblock)
+	v := srv.call(k, r)
+	k.report(srv.rd)
+	return v
+}
+
+// socket is socket(2): the new socket binds object r.New.
+func (srv *Server) socket(r *serve.Request) int64 {
+	s, e := srv.ss.Socket(int(r.Args[0]), int(r.Args[1]), int(r.Args[2]))
+	if e != 0 {
+		return -int64(e)
+	}
+	srv.add(r.New, s)
+	return 0
+}
+
+// add binds object o to s and reports its first readiness before the
+// program can see the descriptor.
+func (srv *Server) add(o serve.Obj, s *socket.Socket) {
+	k := &sock{s: s, obj: o}
+	srv.mu.Lock()
+	srv.socks[o] = k
+	srv.mu.Unlock()
+	s.SetNotify(func() { k.report(srv.rd) })
+	k.mu.Lock()
+	k.reported = s.Events()
+	k.mu.Unlock()
+	srv.rd.Ready(o, k.reported)
+}
+
+// report tells the kernel the socket's readiness if it changed. Changes
+// that only an operation made (a read draining the queue) are reported
+// after that operation, the rest from the socket's notify callback.
+func (k *sock) report(rd Readier) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ev := k.s.Events()
+	if k.dead || ev == k.reported {
+		return
+	}
+	k.reported = ev
+	rd.Ready(k.obj, ev)
+}
+
+func errRet(n int, e unix.Errno) int64 {
+	if e != 0 {
+		return -int64(e)
+	}
+	return int64(n)
+}
+
+// call answers every forwarded call but socket and close.
+func (srv *Server) call(k *sock, r *serve.Request) int64 {
+	s, a, ctx := k.s, r.Args, srv.ctx
+	switch r.Sysno {
+	case unix.SYS_READ:
+		return errRet(s.Read(ctx, serve.Bytes(a[1], a[2])))
+	case unix.SYS_WRITE:
+		return errRet(s.Write(ctx, serve.Bytes(a[1], a[2])))
+	case unix.SYS_READV:
+		iov, e := iovec(a[1], a[2])
+		if e != 0 {
+			return -int64(e)
+		}
+		n, _, _, e := s.RecvMsg(ctx, iov, 0)
+		return errRet(n, e)
+	case unix.SYS_WRITEV:
+		iov, e := iovec(a[1], a[2])
+		if e != 0 {
+			return -int64(e)
+		}
+		return errRet(s.SendMsg(ctx, iov, nil, 0))
+	case unix.SYS_PREAD64, unix.SYS_PWRITE64, unix.SYS_PREADV, unix.SYS_PWRITEV,
+		unix.SYS_PREADV2, unix.SYS_PWRITEV2, unix.SYS_LSEEK:
+		return -int64(unix.ESPIPE)
+	case unix.SYS_FSYNC, unix.SYS_FDATASYNC, unix.SYS_FTRUNCATE, unix.SYS_FALLOCATE:
+		return -int64(unix.EINVAL)
+	case unix.SYS_FADVISE64:
+		return -int64(unix.ESPIPE)
+	case unix.SYS_FSTAT:
+		return fstat(a[1])
+	case unix.SYS_IOCTL:
+		return ioctl(s, a[1], a[2])
+	case unix.SYS_BIND:
+		sa, e := sockaddrIn(a[1], a[2])
+		if e != 0 {
+			return -int64(e)
+		}
+		return errRet(0, s.Bind(sa))
+	case unix.SYS_CONNECT:
+		sa, e := sockaddrIn(a[1], a[2])
+		if e != 0 {
+			return -int64(e)
+		}
+		return errRet(0, s.Connect(ctx, sa))
+	case unix.SYS_LISTEN:
+		return errRet(0, s.Listen(int(int32(a[1]))))
+	case unix.SYS_ACCEPT, unix.SYS_ACCEPT4:
+		flags := 0
+		if r.Sysno == unix.SYS_ACCEPT4 {
+			flags = int(int32(a[3]))
+		}
+		if a[2] != 0 {
+			// Check the length pointer before taking a connection, which
+			// could not be given back.
+			if _, e := addrLen(a[2]); e != 0 {
+				return -int64(e)
+			}
+		}
+		ns, sa, e := s.Accept(ctx, flags)
+		if e != 0 {
+			return -int64(e)
+		}
+		if e := sockaddrOut(a[1], a[2], sa); e != 0 {
+			ns.Close(ctx)
+			return -int64(e)
+		}
+		srv.add(r.New, ns)
+		return 0
+	case unix.SYS_SENDTO:
+		var to []byte
+		if a[4] != 0 {
+			var e unix.Errno
+			if to, e = sockaddrIn(a[4], a[5]); e != 0 {
+				return -int64(e)
+			}
+		}
+		return errRet(s.SendMsg(ctx, [][]byte{serve.Bytes(a[1], a[2])}, to, int(int32(a[3]))))
+	case unix.SYS_RECVFROM:
+		if a[4] != 0 && a[5] != 0 {
+			if _, e := addrLen(a[5]); e != 0 {
+				return -int64(e)
+			}
+		}
+		n, from, _, e := s.RecvMsg(ctx, [][]byte{serve.Bytes(a[1], a[2])}, int(int32(a[3])))
+		if e != 0 {
+			return -int64(e)
+		}
+		if a[4] != 0 {
+			if e := sockaddrOut(a[4], a[5], from); e != 0 {
+				return -int64(e)
+			}
+		}
+		return int64(n)
+	case unix.SYS_SENDMSG:
+		return errRet(sendmsg(ctx, s, a[1], int(int32(a[2]))))
+	case unix.SYS_RECVMSG:
+		return errRet(recvmsg(ctx, s, a[1], int(int32(a[2]))))
+	case unix.SYS_SENDMMSG:
+		return mmsg(ctx, s, a[1], a[2], int(int32(a[3])), sendmsg)
+	case unix.SYS_RECVMMSG:
+		return mmsg(ctx, s, a[1], a[2], int(int32(a[3])), recvmsg)
+	case unix.SYS_SHUTDOWN:
+		return errRet(0, s.Shutdown(int(int32(a[1]))))
+	case unix.SYS_GETSOCKNAME, unix.SYS_GETPEERNAME:
+		if _, e := addrLen(a[2]); e != 0 {
+			return -int64(e)
+		}
+		get := s.Getsockname
+		if r.Sysno == unix.SYS_GETPEERNAME {
+			get = s.Getpeername
+		}
+		sa, e := get()
+		if e != 0 {
+			return -int64(e)
+		}
+		return errRet(0, sockaddrOut(a[1], a[2], sa))
+	case unix.SYS_SETSOCKOPT:
+		n := int64(int32(a[4]))
+		if n < 0 {
+			return -int64(unix.EINVAL)
+		}
+		if n > maxOptLen {
+			n = maxOptLen
+		}
+		return errRet(0, s.Setsockopt(int(int32(a[1])), int(int32(a[2])), clone(serve.Bytes(a[3], uintptr(n)))))
+	case unix.SYS_GETSOCKOPT:
+		if a[4] == 0 {
+			return -int64(unix.EFAULT)
+		}
+		lp := (*int32)(serve.Pointer(a[4]))
+		n := *lp
+		if n < 0 {
+			return -int64(unix.EINVAL)
+		}
+		buf := make([]byte, min(n, maxOptLen))
+		got, e := s.Getsockopt(int(int32(a[1])), int(int32(a[2])), buf)
+		if e != 0 {
+			return -int64(e)
+		}
+		copy(serve.Bytes(a[3], uintptr(got)), buf[:got])
+		*lp = int32(got)
+		return 0
+	}
+	return -int64(unix.ENOSYS)
+}
+
+// clone copies the program's bytes: the socket may keep what it is given.
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+// sockaddrIn reads a sockaddr the program passes in.
+func sockaddrIn(p, n uintptr) ([]byte, unix.Errno) {
+	if int64(n) < 0 || n > maxSockLen {
+		return nil, unix.EINVAL
+	}
+	if n == 0 {
+		return nil, 0
+	}
+	if p == 0 {
+		return nil, unix.EFAULT
+	}
+	return clone(serve.Bytes(p, n)), 0
+}
+
+// addrLen reads a socklen_t the program passes by pointer.
+func addrLen(lp uintptr) (int, unix.Errno) {
+	if lp == 0 {
+		return 0, unix.EFAULT
+	}
+	n := *(*int32)(serve.Pointer(lp))
+	if n < 0 {
+		return 0, unix.EINVAL
+	}
+	return int(n), 0
+}
+
+// sockaddrOut stores sa as Linux's move_addr_to_user does: truncated to
+// the program's buffer, with the full length in *lp. A nil p or lp means
+// the program does not want the address.
+func sockaddrOut(p, lp uintptr, sa []byte) unix.Errno {
+	if p == 0 || lp == 0 {
+		return 0
+	}
+	n, e := addrLen(lp)
+	if e != 0 {
+		return e
+	}
+	copy(serve.Bytes(p, uintptr(min(n, len(sa)))), sa)
+	*(*int32)(serve.Pointer(lp)) = int32(len(sa))
+	return 0
+}
+
+// iovec reads the program's struct iovec array.
+func iovec(p, cnt uintptr) ([][]byte, unix.Errno) {
+	if cnt > maxIOV {
+		return nil, unix.EINVAL
+	}
+	if cnt == 0 {
+		return nil, 0
+	}
+	if p == 0 {
+		return nil, unix.EFAULT
+	}
+	raw := unsafe.Slice((*[2]uintptr)(serve.Pointer(p)), cnt)
+	iov := make([][]byte, cnt)
+	total := uintptr(0)
+	for i, v := range raw {
+		if int64(v[1]) < 0 || total+v[1] < total {
+			return nil, unix.EINVAL
+		}
+		total += v[1]
+		if v[1] != 0 && v[0] == 0 {
+			return nil, unix.EFAULT
+		}
+		iov[i] = serve.Bytes(v[0], v[1])
+	}
+	return iov, 0
+}
+
+// msghdr is struct msghdr (x86-64).
+type msghdr struct {
+	name       uintptr
+	namelen    uint32
+	_          uint32
+	iov        uintptr
+	iovlen     uintptr
+	control    uintptr
+	controllen uintptr
+	flags      int32
+	_          int32
+}
+
+func sendmsg(ctx context.Context, s *socket.Socket, p uintptr, flags int) (int, unix.Errno) {
+	if p == 0 {
+		return 0, unix.EFAULT
+	}
+	m := (*msghdr)(serve.Pointer(p))
+	iov, e := iovec(m.iov, m.iovlen)
+	if e != 0 {
+		return 0, e
+	}
+	var to []byte
+	if m.name != 0 {
+		if to, e = sockaddrIn(m.name, uintptr(m.namelen)); e != 0 {
+			return 0, e
+		}
+	}
+	// Control messages (SCM_RIGHTS, IP_PKTINFO...) have no meaning here;
+	// Linux ignores what a protocol does not use too.
+	return s.SendMsg(ctx, iov, to, flags)
+}
+
+func recvmsg(ctx context.Context, s *socket.Socket, p uintptr, flags int) (int, unix.Errno) {
+	if p == 0 {
+		return 0, unix.EFAULT
+	}
+	m := (*msghdr)(serve.Pointer(p))
+	iov, e := iovec(m.iov, m.iovlen)
+	if e != 0 {
+		return 0, e
+	}
+	if int32(m.namelen) < 0 {
+		return 0, unix.EINVAL
+	}
+	n, from, mflags, e := s.RecvMsg(ctx, iov, flags)
+	if e != 0 {
+		return 0, e
+	}
+	if m.name != 0 {
+		copy(serve.Bytes(m.name, uintptr(min(int(m.namelen), len(from)))), from)
+		m.namelen = uint32(len(from))
+	} else {
+		m.namelen = 0
+	}
+	m.controllen = 0
+	m.flags = int32(mflags)
+	return n, 0
+}
+
+// mmsg is sendmmsg and recvmmsg: op on each struct mmsghdr in turn,
+// storing msg_len, until one fails or would block. As on Linux, an error
+// after at least one message is not reported. (recvmmsg's timeout is not
+// honoured: blocking receivers wait for each message.)
+func mmsg(ctx context.Context, s *socket.Socket, p, cnt uintptr, flags int, op func(context.Context, *socket.Socket, uintptr, int) (int, unix.Errno)) int64 {
+	if cnt > maxIOV {
+		cnt = maxIOV
+	}
+	done := int64(0)
+	for i := uintptr(0); i < cnt; i++ {
+		n, e := op(ctx, s, p+i*mmsgSize, flags)
+		if e != 0 {
+			if done > 0 {
+				return done
+			}
+			return -int64(e)
+		}
+		*(*uint32)(serve.Pointer(p + i*mmsgSize + msghdrSize)) = uint32(n)
+		done++
+	}
+	return done
+}
+
+// ioctl answers the socket ioctls the Go runtime and common programs use.
+// FIONBIO never comes here: the kernel keeps O_NONBLOCK.
+func ioctl(s *socket.Socket, req, arg uintptr) int64 {
+	switch req {
+	case ioctlFIONREAD, ioctlTIOCOUTQ:
+		if arg == 0 {
+			return -int64(unix.EFAULT)
+		}
+		get := s.InQueue
+		if req == ioctlTIOCOUTQ {
+			get = s.OutQueue
+		}
+		n, e := get()
+		if e != 0 {
+			return -int64(e)
+		}
+		*(*int32)(serve.Pointer(arg)) = int32(n)
+		return 0
+	}
+	return -int64(unix.ENOTTY)
+}
+
+// fstat fills a struct stat for a socket: S_IFSOCK, mode 0777, as Linux.
+func fstat(p uintptr) int64 {
+	if p == 0 {
+		return -int64(unix.EFAULT)
+	}
+	st := (*unix.Stat_t)(serve.Pointer(p))
+	*st = unix.Stat_t{Mode: sIFSOCK | 0o777, Nlink: 1, Blksize: 4096}
+	return 0
+}
