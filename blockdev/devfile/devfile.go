@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -183,25 +182,19 @@ func stat(d *Disk, p uintptr) int64 {
 	return 0
 }
 
-// iovec is struct iovec.
-type iovec struct {
-	base uintptr
-	len  uintptr
-}
-
+// iovecs is the program's iovec array, cut at maxRW bytes in all as
+// Linux's rw_verify_area does.
 func iovecs(p, n uintptr) ([][]byte, int64) {
-	if n > 1024 {
-		return nil, -int64(unix.EINVAL)
+	bs, e := serve.Iovecs(p, n)
+	if e != 0 {
+		return nil, -int64(e)
 	}
-	vs := unsafe.Slice((*iovec)(unsafe.Add(nil, p)), n)
-	bs := make([][]byte, 0, n)
-	total := uintptr(0)
-	for _, v := range vs {
-		if total+v.len > maxRW {
-			v.len = maxRW - total
+	total := 0
+	for i, b := range bs {
+		if total+len(b) > maxRW {
+			bs[i] = b[:maxRW-total]
 		}
-		total += v.len
-		bs = append(bs, serve.Bytes(v.base, v.len))
+		total += len(bs[i])
 	}
 	return bs, 0
 }

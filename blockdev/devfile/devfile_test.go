@@ -125,12 +125,12 @@ func TestReadWriteSeek(t *testing.T) {
 	}
 	// Vectored writes and reads.
 	a, b := []byte("abc"), []byte("defg")
-	iov := []iovec{{pb(a), 3}, {pb(b), 4}}
+	iov := [][2]uintptr{{pb(a), 3}, {pb(b), 4}}
 	if n := h.call(f, unix.SYS_PWRITEV, 3, p(&iov[0]), 2, 4096); n != 7 {
 		t.Fatalf("pwritev = %d", n)
 	}
 	out := make([]byte, 7)
-	riov := []iovec{{pb(out), 2}, {pb(out[2:]), 5}}
+	riov := [][2]uintptr{{pb(out), 2}, {pb(out[2:]), 5}}
 	if n := h.call(f, unix.SYS_PREADV, 3, p(&riov[0]), 2, 4096); n != 7 || string(out) != "abcdefg" {
 		t.Errorf("preadv = %d %q", n, out)
 	}

@@ -245,3 +245,38 @@ func Bytes(p, n uintptr) []byte {
 	}
 	return unsafe.Slice((*byte)(unsafe.Add(nil, p)), n)
 }
+
+// MaxIOV is Linux's UIO_MAXIOV, the most vectors readv and writev take.
+const MaxIOV = 1024
+
+// Iovecs is the program's struct iovec array of cnt entries at p, as
+// slices of its memory: EINVAL for more than MaxIOV entries or a total
+// length past the largest ssize_t, EFAULT for a missing array or a
+// missing base of a non-empty vector.
+//
+//go:nocheckptr
+func Iovecs(p, cnt uintptr) ([][]byte, unix.Errno) {
+	if cnt > MaxIOV {
+		return nil, unix.EINVAL
+	}
+	if cnt == 0 {
+		return nil, 0
+	}
+	if p == 0 {
+		return nil, unix.EFAULT
+	}
+	raw := unsafe.Slice((*[2]uintptr)(unsafe.Add(nil, p)), cnt)
+	iov := make([][]byte, cnt)
+	total := uintptr(0)
+	for i, v := range raw {
+		if int64(v[1]) < 0 || int64(total+v[1]) < 0 {
+			return nil, unix.EINVAL
+		}
+		total += v[1]
+		if v[1] != 0 && v[0] == 0 {
+			return nil, unix.EFAULT
+		}
+		iov[i] = Bytes(v[0], v[1])
+	}
+	return iov, 0
+}

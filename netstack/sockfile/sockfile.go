@@ -12,7 +12,6 @@ import (
 	"context"
 	"runtime/debug"
 	"sync"
-	"unsafe"
 
 	"github.com/unikgo/unikgo/kernel/serve"
 	"github.com/unikgo/unikgo/netstack/socket"
@@ -21,8 +20,6 @@ import (
 
 // Linux limits and sizes (x86-64).
 const (
-	maxIOV     = 1024 // UIO_MAXIOV
-	iovecSize  = 16   // struct iovec
 	msghdrSize = 56   // struct msghdr
 	mmsgSize   = 64   // struct mmsghdr: msghdr, msg_len u32, padding
 	maxSockLen = 128  // sizeof(struct sockaddr_storage)
@@ -175,14 +172,14 @@ func (srv *Server) call(k *sock, r *serve.Request) int64 {
 	case unix.SYS_WRITE:
 		return errRet(s.Write(ctx, serve.Bytes(a[1], a[2])))
 	case unix.SYS_READV:
-		iov, e := iovec(a[1], a[2])
+		iov, e := serve.Iovecs(a[1], a[2])
 		if e != 0 {
 			return -int64(e)
 		}
 		n, _, _, e := s.RecvMsg(ctx, iov, 0)
 		return errRet(n, e)
 	case unix.SYS_WRITEV:
-		iov, e := iovec(a[1], a[2])
+		iov, e := serve.Iovecs(a[1], a[2])
 		if e != 0 {
 			return -int64(e)
 		}
@@ -357,33 +354,6 @@ func sockaddrOut(p, lp uintptr, sa []byte) unix.Errno {
 	return 0
 }
 
-// iovec reads the program's struct iovec array.
-func iovec(p, cnt uintptr) ([][]byte, unix.Errno) {
-	if cnt > maxIOV {
-		return nil, unix.EINVAL
-	}
-	if cnt == 0 {
-		return nil, 0
-	}
-	if p == 0 {
-		return nil, unix.EFAULT
-	}
-	raw := unsafe.Slice((*[2]uintptr)(serve.Pointer(p)), cnt)
-	iov := make([][]byte, cnt)
-	total := uintptr(0)
-	for i, v := range raw {
-		if int64(v[1]) < 0 || total+v[1] < total {
-			return nil, unix.EINVAL
-		}
-		total += v[1]
-		if v[1] != 0 && v[0] == 0 {
-			return nil, unix.EFAULT
-		}
-		iov[i] = serve.Bytes(v[0], v[1])
-	}
-	return iov, 0
-}
-
 // msghdr is struct msghdr (x86-64).
 type msghdr struct {
 	name       uintptr
@@ -402,7 +372,7 @@ func sendmsg(ctx context.Context, s *socket.Socket, p uintptr, flags int) (int, 
 		return 0, unix.EFAULT
 	}
 	m := (*msghdr)(serve.Pointer(p))
-	iov, e := iovec(m.iov, m.iovlen)
+	iov, e := serve.Iovecs(m.iov, m.iovlen)
 	if e != 0 {
 		return 0, e
 	}
@@ -422,7 +392,7 @@ func recvmsg(ctx context.Context, s *socket.Socket, p uintptr, flags int) (int, 
 		return 0, unix.EFAULT
 	}
 	m := (*msghdr)(serve.Pointer(p))
-	iov, e := iovec(m.iov, m.iovlen)
+	iov, e := serve.Iovecs(m.iov, m.iovlen)
 	if e != 0 {
 		return 0, e
 	}
@@ -449,8 +419,8 @@ func recvmsg(ctx context.Context, s *socket.Socket, p uintptr, flags int) (int, 
 // after at least one message is not reported. (recvmmsg's timeout is not
 // honoured: blocking receivers wait for each message.)
 func mmsg(ctx context.Context, s *socket.Socket, p, cnt uintptr, flags int, op func(context.Context, *socket.Socket, uintptr, int) (int, unix.Errno)) int64 {
-	if cnt > maxIOV {
-		cnt = maxIOV
+	if cnt > serve.MaxIOV {
+		cnt = serve.MaxIOV
 	}
 	done := int64(0)
 	for i := uintptr(0); i < cnt; i++ {

@@ -301,7 +301,7 @@ func TestBadArguments(t *testing.T) {
 	saLen := new(int32)
 	*saLen = 16
 	f.ok("getsockname", unix.SYS_GETSOCKNAME, s, -1, false, bufAddr(sa), addr(saLen)) // its own port: a valid destination
-	const unmapped = 0x10 // page 0 is never mapped
+	const unmapped = 0x10                                                             // page 0 is never mapped
 	huge := uintptr(1) << 40
 	tests := []struct {
 		name  string
@@ -314,7 +314,7 @@ func TestBadArguments(t *testing.T) {
 		{"bind with a huge length", unix.SYS_BIND, s, []uintptr{bufAddr(sa), huge}, unix.EINVAL},
 		{"sendto from page 0", unix.SYS_SENDTO, s, []uintptr{unmapped, 10, 0, bufAddr(sa), 16}, unix.EFAULT},
 		{"sendmsg of page 0", unix.SYS_SENDMSG, s, []uintptr{unmapped, 0}, unix.EFAULT},
-		{"writev with too many vectors", unix.SYS_WRITEV, s, []uintptr{unmapped, maxIOV + 1}, unix.EINVAL},
+		{"writev with too many vectors", unix.SYS_WRITEV, s, []uintptr{unmapped, serve.MaxIOV + 1}, unix.EINVAL},
 		{"getsockname to page 0", unix.SYS_GETSOCKNAME, s, []uintptr{unmapped, unmapped}, unix.EFAULT},
 		{"getsockopt without a length", unix.SYS_GETSOCKOPT, s, []uintptr{unix.SOL_SOCKET, unix.SO_ERROR, unmapped, 0}, unix.EFAULT},
 		{"unknown ioctl", unix.SYS_IOCTL, s, []uintptr{0x1234, 0}, unix.ENOTTY},
