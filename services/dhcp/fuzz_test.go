@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -86,5 +87,65 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Marshal grew %d bytes to %d", len(b), len(out))
 		}
 		checkRoundTrip(t, m)
+	})
+}
+
+// sinkConn swallows what the client sends.
+type sinkConn struct{}
+
+func (sinkConn) Send(context.Context, []byte, netip.Addr) error { return nil }
+func (sinkConn) Recv(ctx context.Context, _ []byte) (int, error) {
+	<-ctx.Done()
+	return 0, ctx.Err()
+}
+
+// FuzzHandle feeds parsed messages to a client in each state that waits
+// for replies, with the xid made to match so that the options are
+// looked at, and checks the lease it may take.
+func FuzzHandle(f *testing.F) {
+	for _, b := range seedMessages() {
+		f.Add(b, uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, which uint8) {
+		m, err := Parse(b)
+		if err != nil {
+			return
+		}
+		c, err := New(sinkConn{}, Config{HWAddr: testMAC[:], Clock: newFakeClock()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.xid = m.Xid
+		ack, _ := Parse(rawReply(m.Xid, testMAC, testYI, leaseOpts(Ack)...))
+		switch which % 4 {
+		case 0:
+			c.state = Selecting
+		case 1:
+			c.state = Requesting
+			c.offer, _ = Parse(rawReply(m.Xid, testMAC, testYI, leaseOpts(Offer)...))
+		case 2, 3:
+			c.lease, _ = leaseFrom(ack, t0)
+			c.state = Renewing + State(which%4-2)
+		}
+		before := c.state
+		c.handle(context.Background(), m)
+		if c.state != Bound || before == Selecting {
+			return
+		}
+		l := c.lease
+		if !usable(l.Addr.Addr()) || l.Addr.Bits() > 32 || !l.Server.IsValid() {
+			t.Fatalf("bound to %+v", l)
+		}
+		if l.Duration < minLease || l.T1 > l.T2 || l.T2 > l.Duration || l.T1 < 0 {
+			t.Fatalf("lease times %v %v %v", l.Duration, l.T1, l.T2)
+		}
+		for _, a := range l.DNS {
+			if !usable(a) {
+				t.Fatalf("DNS %v", a)
+			}
+		}
+		if c.wake.IsZero() != (l.T1 == Infinite) {
+			t.Fatalf("wake %v for T1 %v", c.wake, l.T1)
+		}
 	})
 }
