@@ -88,7 +88,11 @@ func Build(ctx context.Context, opts BuildOptions) (*Image, error) {
 	defer os.RemoveAll(work)
 	args := []string{"build", "-trimpath", "-ldflags", ld}
 	if !opts.NoKernel {
-		ov, err := writeOverlay(work, pkg.Dir, overlayFile, "package main\n\nimport _ \""+KernelPackage+"\"\n")
+		src := "package main\n\nimport _ \"" + KernelPackage + "\"\n"
+		if pkg.usesNet {
+			src += "import _ \"" + NetworkPackage + "\"\n"
+		}
+		ov, err := writeOverlay(work, pkg.Dir, overlayFile, src)
 		if err != nil {
 			return nil, err
 		}

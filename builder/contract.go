@@ -10,6 +10,9 @@ package builder
 const (
 	// KernelPackage is linked into every image with a blank import.
 	KernelPackage = "github.com/unikgo/unikgo/kernel"
+	// NetworkPackage is linked in too when the program uses package net:
+	// it brings up the interfaces and answers socket calls.
+	NetworkPackage = "github.com/unikgo/unikgo/devices/network"
 	// ModulePath is the module that provides the kernel.
 	ModulePath = "github.com/unikgo/unikgo"
 	// EntrySymbol is the kernel's PVH entry point (package boot).

@@ -128,6 +128,9 @@ type listedPackage struct {
 	TestGoFiles  []string
 	XTestGoFiles []string
 	Error        *struct{ Err string }
+
+	// usesNet is set on the main package when it depends on package net.
+	usesNet bool
 }
 
 // loadMain lists pattern and its dependencies as they would be built with
@@ -167,6 +170,9 @@ func (g goTool) loadMain(ctx context.Context, pattern string, wantMain bool) (*l
 		return nil, fmt.Errorf("%w: %s is package %s; unikbuild builds main packages", ErrNotMain, root.ImportPath, root.Name)
 	}
 	for _, p := range append([]*listedPackage{root}, deps...) {
+		if p.ImportPath == "net" {
+			root.usesNet = true
+		}
 		if p.Error != nil {
 			return nil, fmt.Errorf("package %s: %s", p.ImportPath, p.Error.Err)
 		}

@@ -28,6 +28,11 @@ const (
 	_EIO          = unix.EIO
 	_ENAMETOOLONG = unix.ENAMETOOLONG
 	_EAFNOSUPPORT = unix.EAFNOSUPPORT
+
+	_EPROTONOSUPPORT = unix.EPROTONOSUPPORT
+	_ESOCKTNOSUPPORT = unix.ESOCKTNOSUPPORT
+	_ENOBUFS         = unix.ENOBUFS
+	_ENOTCONN        = unix.ENOTCONN
 )
 
 func errno(e unix.Errno) uint64 { return uint64(-int64(e)) }

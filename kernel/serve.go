@@ -38,7 +38,15 @@ const (
 	serveNonblock  = 1 // request flag: the descriptor is O_NONBLOCK
 	serveReplyDone = 0 // reply kinds
 	serveReplyPoll = 1 // readiness of an object: id = object, val = events
+	serveReplyName = 2 // addresses of a socket: id = object, val = *sockNames
 	serveOrphan    = 1 << 63
+
+	// A socket's addresses as getsockname and getpeername return them;
+	// sockaddr_in6 (28 bytes) is the longest served.
+	maxSockName  = 32
+	sockNamesLen = 8 + 2*maxSockName // struct{sockLen, peerLen u32; sock, peer [32]byte}
+
+	entryCreate = -2 // serveEntry.thread of a socket creation no thread waits for
 )
 
 const (
@@ -60,10 +68,19 @@ type servedObj struct {
 	kind   int8
 	server int8
 	events uint32 // readiness the server last reported
+
+	// A socket's socket(2) arguments and its addresses as the server
+	// last reported them: the kernel answers getsockname and
+	// getpeername itself, since Go makes them (and socket) with
+	// RawSyscall, which keeps the caller's P: a server goroutine might
+	// find no P to run on.
+	domain, typ, proto int32
+	sockLen, peerLen   uint8
+	sock, peer         [maxSockName]byte
 }
 
 type serveEntry struct {
-	thread int32 // waiting thread, or -1 for an orphan close
+	thread int32 // waiting thread, or -1 for an orphan close, entryCreate for a socket creation
 	obj    int32
 	tid    int32
 }
@@ -240,6 +257,19 @@ func serveRead(c *percpu, f *TrapFrame, d *fdesc, buf, n uintptr) {
 		s.n--
 		p := buf + out
 		clear(userBytes(p, serveReqSize))
+		if e.thread == entryCreate {
+			// Acknowledged with this id, which names no object.
+			o := &servedObjs[e.obj]
+			*(*uint64)(ptr(p)) = serveOrphan | 1<<62 | uint64(e.obj)
+			*(*uint64)(ptr(p + 8)) = unix.SYS_SOCKET
+			*(*int32)(ptr(p + 16)) = socketsObj
+			*(*int32)(ptr(p + 20)) = e.obj
+			for k, v := range [3]int32{o.domain, o.typ, o.proto} {
+				*(*uint64)(ptr(p + 32 + uintptr(k)*8)) = uint64(v)
+			}
+			out += serveReqSize
+			continue
+		}
 		if e.thread < 0 {
 			*(*uint64)(ptr(p)) = serveOrphan | uint64(e.obj)
 			*(*uint64)(ptr(p + 8)) = unix.SYS_CLOSE
@@ -286,6 +316,20 @@ func serveWrite(f *TrapFrame, d *fdesc, buf, n uintptr) {
 			if id < maxServed && servedObjs[id].kind == soSocket && int32(servedObjs[id].server) == d.obj {
 				servedObjs[id].events = uint32(val)
 				notifyServed(int32(id))
+			}
+		case serveReplyName:
+			if id < maxServed && servedObjs[id].kind == soSocket && int32(servedObjs[id].server) == d.obj {
+				if !userOK(uintptr(val), sockNamesLen, false) {
+					f.RAX = errno(_EFAULT)
+					return
+				}
+				o, q := &servedObjs[id], uintptr(val)
+				o.sockLen = uint8(min(*(*uint32)(ptr(q)), maxSockName))
+				o.peerLen = uint8(min(*(*uint32)(ptr(q + 4)), maxSockName))
+				// Typed loads: copy from an unsafe.Slice here crashes the
+				// Go 1.26 compiler (disjointTypes).
+				o.sock = *(*[maxSockName]byte)(ptr(q + 8))
+				o.peer = *(*[maxSockName]byte)(ptr(q + 8 + maxSockName))
 			}
 		case serveReplyDone:
 			if id&serveOrphan != 0 {
@@ -437,6 +481,10 @@ func servedCall(c *percpu, f *TrapFrame) bool {
 		f.RAX = errno(_EIO)
 		return true
 	}
+	if f.RAX == unix.SYS_GETSOCKNAME || f.RAX == unix.SYS_GETPEERNAME {
+		f.RAX = sockName(o, f.RAX == unix.SYS_GETPEERNAME, uintptr(f.RSI), uintptr(f.RDX))
+		return true
+	}
 	newKind := int8(soFree)
 	if f.RAX == unix.SYS_ACCEPT || f.RAX == unix.SYS_ACCEPT4 {
 		newKind = soSocket
@@ -445,13 +493,119 @@ func servedCall(c *percpu, f *TrapFrame) bool {
 	return true
 }
 
-// servedSocket forwards socket(2) to the server that took sockets.
+// servedSocket answers socket(2) for the server that took sockets. It
+// cannot wait for the server (see servedObj), so it checks the arguments
+// as Linux does for the families served, installs the descriptor at once
+// and queues the creation; the server makes the socket before it answers
+// any later call on it.
 func servedSocket(c *percpu, f *TrapFrame) {
 	if socketsObj < 0 {
 		f.RAX = errno(_EAFNOSUPPORT)
 		return
 	}
-	forward(c, f, socketsObj, soSocket, false)
+	domain, typ, proto := int32(f.RDI), int32(f.RSI), int32(f.RDX)
+	if e := checkSocket(domain, typ, proto); e != 0 {
+		f.RAX = errno(e)
+		return
+	}
+	srv := int32(servedObjs[socketsObj].server)
+	o := allocObj(soSocket, srv)
+	if o < 0 {
+		f.RAX = errno(_ENFILE)
+		return
+	}
+	so := &servedObjs[o]
+	so.domain, so.typ, so.proto = domain, typ, proto
+	// Until the server says otherwise: bound to nothing, no peer.
+	switch domain {
+	case afINET:
+		so.sockLen = 16
+	case afINET6:
+		so.sockLen = 28
+	case afNETLINK:
+		so.sockLen = 12
+	}
+	so.sock[0] = byte(domain)
+	fd := allocFD(fdesc{kind: fdServed, obj: o, nonblk: typ&oNONBLOCK != 0, cloexec: typ&0x80000 != 0})
+	if fd < 0 {
+		*so = servedObj{}
+		f.RAX = errno(_EMFILE)
+		return
+	}
+	if !enqueue(o, entryCreate) {
+		fds[fd] = fdesc{}
+		*so = servedObj{}
+		f.RAX = errno(_ENOBUFS)
+		return
+	}
+	f.RAX = uint64(fd)
+}
+
+// Socket families, types and protocols the socket server makes.
+const (
+	afINET, afINET6, afNETLINK = 2, 10, 16
+
+	sockStream, sockDgram, sockRaw = 1, 2, 3
+
+	ipprotoICMP, ipprotoTCP, ipprotoUDP, ipprotoICMPv6 = 1, 6, 17, 58
+)
+
+// checkSocket validates socket(2)'s arguments as Linux does for the
+// families the server makes: netstack/socket's Socket must then succeed.
+func checkSocket(domain, typ, proto int32) unix.Errno {
+	if typ&^(0xf|oNONBLOCK|0x80000) != 0 {
+		return _EINVAL
+	}
+	t := typ & 0xf
+	switch domain {
+	case afINET, afINET6:
+		switch {
+		case t == sockStream && (proto == 0 || proto == ipprotoTCP),
+			t == sockDgram && (proto == 0 || proto == ipprotoUDP),
+			t == sockDgram && domain == afINET && proto == ipprotoICMP,
+			t == sockDgram && domain == afINET6 && proto == ipprotoICMPv6:
+			return 0
+		case t == sockStream || t == sockDgram:
+			return _EPROTONOSUPPORT
+		}
+		return _ESOCKTNOSUPPORT
+	case afNETLINK:
+		if t != sockRaw && t != sockDgram {
+			return _ESOCKTNOSUPPORT
+		}
+		if proto != 0 { // NETLINK_ROUTE
+			return _EPROTONOSUPPORT
+		}
+		return 0
+	}
+	return _EAFNOSUPPORT
+}
+
+// sockName is getsockname (peer false) or getpeername of a served socket,
+// from the addresses the server reported: truncated to the program's
+// buffer, the full length stored, as Linux's move_addr_to_user.
+func sockName(o *servedObj, peer bool, p, lp uintptr) uint64 {
+	name, n := o.sock[:], int(o.sockLen)
+	if peer {
+		name, n = o.peer[:], int(o.peerLen)
+		if n == 0 {
+			return errno(_ENOTCONN)
+		}
+	}
+	if !userOK(lp, 4, true) {
+		return errno(_EFAULT)
+	}
+	l := *(*int32)(ptr(lp))
+	if l < 0 {
+		return errno(_EINVAL)
+	}
+	m := min(int(l), n)
+	if !userOK(p, uintptr(m), true) {
+		return errno(_EFAULT)
+	}
+	copy(userBytes(p, uintptr(m)), name[:m])
+	*(*int32)(ptr(lp)) = int32(n)
+	return 0
 }
 
 // servedPath forwards a call on a registered path (open, stat), reporting

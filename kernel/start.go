@@ -11,6 +11,7 @@ import (
 
 var (
 	verbose  bool
+	strace   bool // unikgo.strace: print every system call on entry
 	quiet    bool
 	bootTime bool
 	ncpu     = 1
@@ -110,6 +111,7 @@ func kernelMain() {
 		line.ParseString(buildCmdline)
 	}
 	verbose = line.Option("verbose")
+	strace = line.Option("strace")
 	quiet = line.Option("quiet")
 	bootTime = line.Option("boottime")
 	if line.Option("faulttest") {

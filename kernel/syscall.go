@@ -11,6 +11,9 @@ func doSyscall(c *percpu, f *TrapFrame) {
 	a0, a1, a2, a3 := f.RDI, f.RSI, f.RDX, f.R10
 	t := &threads[c.cur]
 	t.sysno = f.RAX
+	if strace {
+		straceEntry(t, f)
+	}
 	if servedCall(c, f) {
 		return
 	}
@@ -487,4 +490,25 @@ func sysOpen(path []byte, flags uint64) uint64 {
 		return serveOpen(flags)
 	}
 	return errno(_ENOENT)
+}
+
+// straceEntry prints a system call as it enters (unikgo.strace): thread,
+// name and the first three arguments. Results are not shown: a call that
+// blocks finishes elsewhere.
+func straceEntry(t *thread, f *TrapFrame) {
+	kprint("strace: ")
+	kprintDec(uint64(t.tid))
+	kprint(" ")
+	if f.RAX < uint64(len(syscallNames)) && syscallNames[f.RAX] != "" {
+		kprint(syscallNames[f.RAX])
+	} else {
+		kprintDec(f.RAX)
+	}
+	kprint("(")
+	kprintHex(f.RDI)
+	kprint(", ")
+	kprintHex(f.RSI)
+	kprint(", ")
+	kprintHex(f.RDX)
+	kprint(")\n")
 }

@@ -11,9 +11,19 @@
 //	reply, 24 bytes:    id u64 | val i64 | kind u32 | pad u32
 //
 // A reply of kind 0 ends request id with val (the result, or -errno); for
-// a call that creates a descriptor (open, socket, accept) a non-negative
-// val makes the kernel install a descriptor for object new. Kind 1 reports
-// the epoll readiness val of socket object id.
+// a call that creates a descriptor (open, accept) a non-negative val makes
+// the kernel install a descriptor for object new. Kind 1 reports the epoll
+// readiness val of socket object id. Kind 2 reports socket object id's
+// addresses: val points to {sockLen, peerLen u32; sock, peer [32]byte},
+// read during the write; the kernel answers getsockname and getpeername
+// from them.
+//
+// socket(2), getsockname(2) and getpeername(2) never wait for the server:
+// Go's syscall package makes them with RawSyscall, which keeps the
+// caller's P, so a server goroutine could find none to run on. The kernel
+// checks socket's arguments, installs the descriptor at once and queues an
+// orphan socket request (no thread waits for it) that Serve runs before
+// any later request.
 package serve
 
 import (
@@ -44,6 +54,9 @@ const (
 
 	replyDone = 0
 	replyPoll = 1
+	replyName = 2
+
+	maxSockName = 32
 )
 
 // Obj names a served object: a registered path, the socket provider, or an
@@ -66,9 +79,11 @@ type Request struct {
 	Args     [6]uintptr
 }
 
-// Orphan reports whether r is a close queued when the program closed a
-// descriptor: no thread waits for it, but it must still be answered
-// (with any value) before the kernel reuses the object.
+// Orphan reports whether no thread waits for r: a close queued when the
+// program closed a descriptor, or the creation of a socket whose
+// descriptor the program already has (Sysno SYS_SOCKET, binding New). It
+// must still be answered, with any value: the kernel reuses a closed
+// object only then.
 func (r *Request) Orphan() bool { return r.ID&orphan != 0 }
 
 // Server is one connection to the kernel's server device.
@@ -77,7 +92,8 @@ type Server struct {
 	rc interface {
 		Control(func(fd uintptr)) error
 	}
-	wmu sync.Mutex
+	wmu   sync.Mutex
+	names *[8 + 2*maxSockName]byte // +checklocks:wmu; Names' record
 }
 
 // Open connects a new server.
@@ -95,7 +111,7 @@ func newServer(f *os.File) (*Server, error) {
 		f.Close()
 		return nil, err
 	}
-	return &Server{f: f, rc: rc}, nil
+	return &Server{f: f, rc: rc, names: new([8 + 2*maxSockName]byte)}, nil
 }
 
 func (s *Server) ioctl(req, arg uintptr) (uintptr, error) {
@@ -162,12 +178,16 @@ func (s *Server) Next(reqs []Request) ([]Request, error) {
 }
 
 func (s *Server) write(id uint64, val int64, kind uint32) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.writeLocked(id, val, kind)
+}
+
+func (s *Server) writeLocked(id uint64, val int64, kind uint32) error {
 	var b [replySize]byte
 	binary.LittleEndian.PutUint64(b[:], id)
 	binary.LittleEndian.PutUint64(b[8:], uint64(val))
 	binary.LittleEndian.PutUint32(b[16:], kind)
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
 	_, err := s.f.Write(b[:])
 	return err
 }
@@ -181,6 +201,26 @@ func (s *Server) Ready(o Obj, events uint32) error {
 	return s.write(uint64(o), int64(events), replyPoll)
 }
 
+// Names reports a socket object's own address and its peer's (empty when
+// not connected), as sockaddrs of at most 32 bytes, for getsockname and
+// getpeername.
+func (s *Server) Names(o Obj, sock, peer []byte) error {
+	if len(sock) > maxSockName || len(peer) > maxSockName {
+		return fmt.Errorf("serve: socket address of %d bytes, at most %d", max(len(sock), len(peer)), maxSockName)
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	// The kernel reads the record during the write: it lives in the
+	// heap (which does not move), not on this goroutine's stack.
+	b := s.names[:]
+	clear(b)
+	binary.LittleEndian.PutUint32(b[0:], uint32(len(sock)))
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(peer)))
+	copy(b[8:], sock)
+	copy(b[8+maxSockName:], peer)
+	return s.writeLocked(uint64(o), int64(uintptr(unsafe.Pointer(&b[0]))), replyName)
+}
+
 // Close disconnects: calls waiting on this server fail with EIO, and so do
 // later calls on its descriptors.
 func (s *Server) Close() error { return s.f.Close() }
@@ -190,6 +230,9 @@ type Handler func(r *Request) int64
 
 // Serve answers requests with h, each in its own goroutine (a blocking
 // call must not hold up the others), until ctx ends or the device fails.
+// Orphan requests (closes, socket creations) are answered in order before
+// the requests after them are started: they do not block, and a call on a
+// new socket must find it made.
 func (s *Server) Serve(ctx context.Context, h Handler) error {
 	stop := context.AfterFunc(ctx, func() { s.f.SetReadDeadline(aLongTimeAgo) })
 	defer stop()
@@ -205,6 +248,12 @@ func (s *Server) Serve(ctx context.Context, h Handler) error {
 		}
 		for i := range reqs {
 			r := reqs[i]
+			if r.Orphan() {
+				if err := s.Reply(r.ID, h(&r)); err != nil {
+					return err
+				}
+				continue
+			}
 			go func() {
 				if err := s.Reply(r.ID, h(&r)); err != nil && !errors.Is(err, os.ErrClosed) {
 					panic(fmt.Sprintf("serve: reply to %d: %v", r.Sysno, err))

@@ -9,7 +9,9 @@
 package sockfile
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"runtime/debug"
 	"sync"
 
@@ -31,9 +33,11 @@ const (
 	sIFSOCK = 0o140000
 )
 
-// Readier takes a socket object's epoll readiness: *serve.Server.
+// Readier takes a socket object's epoll readiness and addresses (which
+// the kernel answers getsockname and getpeername with): *serve.Server.
 type Readier interface {
 	Ready(o serve.Obj, events uint32) error
+	Names(o serve.Obj, sock, peer []byte) error
 }
 
 // Server maps the kernel's socket objects to sockets.
@@ -42,8 +46,9 @@ type Server struct {
 	rd  Readier
 	ctx context.Context // bounds blocking calls: they end when it does
 
-	mu    sync.Mutex
-	socks map[serve.Obj]*sock // +checklocks:mu
+	mu     sync.Mutex
+	socks  map[serve.Obj]*sock      // +checklocks:mu
+	failed map[serve.Obj]unix.Errno // +checklocks:mu; sockets that could not be made
 }
 
 // sock is one socket object and the readiness last reported for it.
@@ -51,31 +56,41 @@ type sock struct {
 	s   *socket.Socket
 	obj serve.Obj
 
-	mu       sync.Mutex
-	reported uint32 // +checklocks:mu
-	dead     bool   // +checklocks:mu; closed: report nothing more
+	mu         sync.Mutex
+	reported   uint32 // +checklocks:mu
+	sock, peer []byte // +checklocks:mu; addresses last reported
+	dead       bool   // +checklocks:mu; closed: report nothing more
 }
 
 // New returns a server for the sockets of ss, reporting readiness to rd.
 // Blocking calls (a blocking socket's accept, connect, read...) end with
 // EINTR when ctx does.
 func New(ctx context.Context, ss *socket.Sockets, rd Readier) *Server {
-	return &Server{ss: ss, rd: rd, ctx: ctx, socks: make(map[serve.Obj]*sock)}
+	return &Server{ss: ss, rd: rd, ctx: ctx, socks: make(map[serve.Obj]*sock), failed: make(map[serve.Obj]unix.Errno)}
 }
 
-// Serve connects to the kernel's server device, takes socket(2) and answers
-// until ctx ends or the device fails.
-func Serve(ctx context.Context, ss *socket.Sockets) error {
+// Serve connects to the kernel's server device, takes socket(2) and
+// answers until ctx ends. It returns once socket(2) is taken, serving in
+// the background; errors after that are reported through fail (nil:
+// ignored).
+func Serve(ctx context.Context, ss *socket.Sockets, fail func(error)) error {
 	srv, err := serve.Open()
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
 	if _, err := srv.TakeSockets(); err != nil {
+		srv.Close()
 		return err
 	}
 	s := New(ctx, ss, srv)
-	return srv.Serve(ctx, s.Handle)
+	go func() {
+		defer srv.Close()
+		err := srv.Serve(ctx, s.Handle)
+		if fail != nil && ctx.Err() == nil {
+			fail(fmt.Errorf("sockfile: %w", err))
+		}
+	}()
+	return nil
 }
 
 // Handle answers one forwarded call: socket on the provider object, or a
@@ -94,10 +109,17 @@ func (srv *Server) Handle(r *serve.Request) (val int64) {
 	}
 	srv.mu.Lock()
 	k := srv.socks[r.Obj]
+	fe := srv.failed[r.Obj]
+	if r.Sysno == unix.SYS_CLOSE {
+		delete(srv.failed, r.Obj)
+	}
 	srv.mu.Unlock()
 	if k == nil {
-		if r.Orphan() {
+		switch {
+		case r.Orphan():
 			return 0
+		case fe != 0:
+			return -int64(fe)
 		}
 		return -int64(unix.EBADF)
 	}
@@ -118,42 +140,52 @@ func (srv *Server) Handle(r *serve.Request) (val int64) {
 	return v
 }
 
-// socket is socket(2): the new socket binds object r.New.
+// socket makes the socket of a socket(2) call, which the program already
+// has a descriptor for (object r.New): the kernel checked the arguments
+// as netstack/socket does, so this fails only if they disagree, and then
+// every call on the descriptor answers the error.
 func (srv *Server) socket(r *serve.Request) int64 {
 	s, e := srv.ss.Socket(int(r.Args[0]), int(r.Args[1]), int(r.Args[2]))
 	if e != 0 {
+		srv.mu.Lock()
+		srv.failed[r.New] = e
+		srv.mu.Unlock()
 		return -int64(e)
 	}
 	srv.add(r.New, s)
 	return 0
 }
 
-// add binds object o to s and reports its first readiness before the
-// program can see the descriptor.
+// add binds object o to s and reports its readiness and addresses.
 func (srv *Server) add(o serve.Obj, s *socket.Socket) {
-	k := &sock{s: s, obj: o}
+	k := &sock{s: s, obj: o, reported: ^uint32(0)}
 	srv.mu.Lock()
 	srv.socks[o] = k
 	srv.mu.Unlock()
 	s.SetNotify(func() { k.report(srv.rd) })
-	k.mu.Lock()
-	k.reported = s.Events()
-	k.mu.Unlock()
-	srv.rd.Ready(o, k.reported)
+	k.report(srv.rd)
 }
 
-// report tells the kernel the socket's readiness if it changed. Changes
-// that only an operation made (a read draining the queue) are reported
-// after that operation, the rest from the socket's notify callback.
+// report tells the kernel the socket's readiness and addresses if they
+// changed. Changes that only an operation made (a read draining the queue,
+// a bind) are reported after that operation, before its reply; the rest
+// from the socket's notify callback.
 func (k *sock) report(rd Readier) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	ev := k.s.Events()
-	if k.dead || ev == k.reported {
+	if k.dead {
 		return
 	}
-	k.reported = ev
-	rd.Ready(k.obj, ev)
+	sock, _ := k.s.Getsockname()
+	peer, _ := k.s.Getpeername()
+	if !bytes.Equal(sock, k.sock) || !bytes.Equal(peer, k.peer) || k.reported == ^uint32(0) {
+		k.sock, k.peer = sock, peer
+		rd.Names(k.obj, sock, peer)
+	}
+	if ev := k.s.Events(); ev != k.reported {
+		k.reported = ev
+		rd.Ready(k.obj, ev)
+	}
 }
 
 func errRet(n int, e unix.Errno) int64 {
@@ -267,6 +299,8 @@ func (srv *Server) call(k *sock, r *serve.Request) int64 {
 	case unix.SYS_SHUTDOWN:
 		return errRet(0, s.Shutdown(int(int32(a[1]))))
 	case unix.SYS_GETSOCKNAME, unix.SYS_GETPEERNAME:
+		// The kernel answers these itself from Names; kept for servers
+		// that forward them.
 		if _, e := addrLen(a[2]); e != 0 {
 			return -int64(e)
 		}

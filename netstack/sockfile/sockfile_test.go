@@ -1,6 +1,7 @@
 package sockfile
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"net/netip"
@@ -20,9 +21,26 @@ import (
 // readiness records what the server reports, as the kernel's epoll would
 // keep it.
 type readiness struct {
-	mu  sync.Mutex
-	ev  map[serve.Obj]uint32
-	chg chan struct{}
+	mu    sync.Mutex
+	ev    map[serve.Obj]uint32
+	names map[serve.Obj][2][]byte
+	chg   chan struct{}
+}
+
+func (r *readiness) Names(o serve.Obj, sock, peer []byte) error {
+	r.mu.Lock()
+	r.names[o] = [2][]byte{bytes.Clone(sock), bytes.Clone(peer)}
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *readiness) name(o serve.Obj, peer bool) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if peer {
+		return r.names[o][1]
+	}
+	return r.names[o][0]
 }
 
 func (r *readiness) Ready(o serve.Obj, ev uint32) error {
@@ -76,7 +94,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(st.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	rd := &readiness{ev: make(map[serve.Obj]uint32), chg: make(chan struct{}, 1)}
+	rd := &readiness{ev: make(map[serve.Obj]uint32), names: make(map[serve.Obj][2][]byte), chg: make(chan struct{}, 1)}
 	return &fixture{t: t, srv: New(ctx, socket.New(st), rd), rd: rd}
 }
 
@@ -85,6 +103,8 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) call(sysno uintptr, obj, nw serve.Obj, nonblock bool, args ...uintptr) int64 {
 	r := serve.Request{ID: 7, Sysno: sysno, Obj: obj, New: nw, Nonblock: nonblock}
 	if sysno == unix.SYS_SOCKET {
+		// The kernel queues socket creations with no thread waiting.
+		r.ID = 1<<63 | 1<<62 | uint64(nw)
 		copy(r.Args[:], args)
 	} else {
 		copy(r.Args[1:], args) // Args[0] is the descriptor, which the server ignores
@@ -137,6 +157,13 @@ func TestTCP(t *testing.T) {
 		t.Fatalf("getsockname: length %d, port %d", *gotLen, port(got))
 	}
 	lport := port(got)
+	// The kernel answers getsockname from what the server reported.
+	if diff := cmp.Diff(got[:16], f.rd.name(ln, false)); diff != "" {
+		t.Errorf("reported address differs from getsockname (-got +reported):\n%s", diff)
+	}
+	if p := f.rd.name(ln, true); len(p) != 0 {
+		t.Errorf("listener reported peer %x", p)
+	}
 
 	// A non-blocking accept with nothing queued.
 	if v := f.call(unix.SYS_ACCEPT4, ln, 13, true, 0, 0, unix.SOCK_NONBLOCK); v != -int64(unix.EAGAIN) {
@@ -166,6 +193,12 @@ func TestTCP(t *testing.T) {
 		t.Fatalf("accept4 peer %x, length %d", peer, *peerLen)
 	}
 	f.rd.wait(t, ln, 0, unix.EPOLLIN)
+	if p := f.rd.name(sv, true); len(p) != 16 || port(p) != port(f.rd.name(cl, false)) {
+		t.Errorf("accepted socket's reported peer %x, client's address %x", p, f.rd.name(cl, false))
+	}
+	if p := f.rd.name(cl, true); len(p) != 16 || port(p) != lport {
+		t.Errorf("client's reported peer %x, want port %d", p, lport)
+	}
 	if ev := f.rd.get(sv); ev&unix.EPOLLOUT == 0 {
 		t.Errorf("accepted socket reported %#x at once, want EPOLLOUT", ev)
 	}
@@ -321,6 +354,8 @@ func TestBadArguments(t *testing.T) {
 		{"pread", unix.SYS_PREAD64, s, []uintptr{0, 0, 0}, unix.ESPIPE},
 		{"an object that is not a socket", unix.SYS_READ, 99, []uintptr{0, 0}, unix.EBADF},
 		{"socket of an unknown family", unix.SYS_SOCKET, provider, []uintptr{unix.AF_PACKET, unix.SOCK_RAW, 0}, unix.EAFNOSUPPORT},
+		// The socket the kernel installed for it answers the error.
+		{"a call on the socket that could not be made", unix.SYS_LISTEN, 31, []uintptr{1}, unix.EAFNOSUPPORT},
 	}
 	for _, tt := range tests {
 		if v := f.call(tt.sysno, tt.obj, 31, false, tt.args...); v != -int64(tt.want) {

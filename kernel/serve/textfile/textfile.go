@@ -9,6 +9,7 @@ package textfile
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -54,23 +55,31 @@ func New(names map[serve.Obj]Content) *Files {
 	return fs
 }
 
-// Serve registers the paths and answers until ctx ends or the device
-// fails.
-func Serve(ctx context.Context, files map[string]Content) error {
+// Serve registers the paths with the kernel and answers their calls until
+// ctx ends. It returns once the paths are registered, serving in the
+// background; errors after that are reported through fail (nil: ignored).
+func Serve(ctx context.Context, files map[string]Content, fail func(error)) error {
 	srv, err := serve.Open()
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
 	names := make(map[serve.Obj]Content)
 	for p, c := range files {
 		o, err := srv.Register(p)
 		if err != nil {
+			srv.Close()
 			return err
 		}
 		names[o] = c
 	}
-	return srv.Serve(ctx, New(names).Handle)
+	go func() {
+		defer srv.Close()
+		err := srv.Serve(ctx, New(names).Handle)
+		if fail != nil && ctx.Err() == nil {
+			fail(fmt.Errorf("textfile: %w", err))
+		}
+	}()
+	return nil
 }
 
 // look returns e's content and modification time, noting a change.

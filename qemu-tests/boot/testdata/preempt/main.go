@@ -1,7 +1,7 @@
 // Command preempt checks asynchronous preemption: a goroutine spinning in a
 // loop without function calls has no synchronous preemption point, so
 // runtime.GC (which must stop the world) and a sleeping main goroutine
-// (GOMAXPROCS is 1) only make progress if the kernel delivers SIGURG and
+// (GOMAXPROCS set to 1) only make progress if the kernel delivers SIGURG and
 // the runtime's signal handler preempts the loop.
 package main
 
@@ -14,6 +14,7 @@ import (
 var sink int
 
 func main() {
+	runtime.GOMAXPROCS(1)
 	started := make(chan bool)
 	go func() {
 		started <- true
