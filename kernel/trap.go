@@ -79,6 +79,8 @@ func exception(c *percpu, f *TrapFrame) {
 		addr := c.cr2
 		if addr == 0 && f.ErrCode&pfPresent == 0 {
 			addr = faultAddress(c, f)
+			e := walk(addr, false)
+			addr = straddledPage(addr, e != nil && *e&ptePresent != 0)
 		}
 		if f.ErrCode&pfPresent == 0 || f.ErrCode&pfWrite != 0 {
 			code := faultIn(addr, f.ErrCode&pfWrite != 0, f.ErrCode&pfFetch != 0)
@@ -127,6 +129,9 @@ func fault(c *percpu, f *TrapFrame, sig int, code int32, addr uint64) {
 		kprint(" addr=")
 		kprintHex(addr)
 		kprint("\n")
+	}
+	if sig == sigSEGV && f.RIP < pageSize {
+		dumpNilCall(f)
 	}
 	t := &threads[c.cur]
 	t.sigmask &^= 1 << (sig - 1)
@@ -246,6 +251,24 @@ func faultAddress(c *percpu, f *TrapFrame) uintptr {
 		return 0
 	}
 	return uintptr(a)
+}
+
+// maxAccess is the widest memory access faultAddress decodes: a 16-byte
+// SSE load or store (no VEX: AVX is left off).
+const maxAccess = 16
+
+// straddledPage corrects faultAddress's answer, which is where the access
+// starts: an access that starts in a present page and crosses into the
+// next one faults on the next page, so that page is the one to map (with
+// start's, faultIn would find it present and return to the instruction,
+// which faults again forever: a memmove store straddling into a heap page
+// not yet touched froze the Xen lab guest this way).
+func straddledPage(start uintptr, startPresent bool) uintptr {
+	end := start + maxAccess - 1
+	if !startPresent || end < start || end>>pageShift == start>>pageShift {
+		return start
+	}
+	return end
 }
 
 // emulate performs instructions a hypervisor refused although CPUID
