@@ -74,10 +74,6 @@ func xenDisks(ctx context.Context) []devfile.Disk {
 		dev, err := blkfront.New(ctx, blkfront.Config{
 			Store: d.Store, Grants: d.Grants, Memory: d.Memory, Device: id,
 			Events: events{d},
-			// Indirect segments hang the guest against Linux blkback in
-			// the lab (a 1 MiB write never completes and timers stop);
-			// until that is found, requests carry the 11 direct segments.
-			MaxSegments: 11,
 		})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "disks: %s (device/vbd/%s): %v; left out\n", name, id, err)
