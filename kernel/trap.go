@@ -130,9 +130,6 @@ func fault(c *percpu, f *TrapFrame, sig int, code int32, addr uint64) {
 		kprintHex(addr)
 		kprint("\n")
 	}
-	if sig == sigSEGV && f.RIP < pageSize {
-		dumpNilCall(f)
-	}
 	t := &threads[c.cur]
 	t.sigmask &^= 1 << (sig - 1)
 	deliver(c, f, sig, code, addr, f.Vector)
