@@ -27,6 +27,7 @@ const (
 
 	saSiginfo   = 0x4
 	saOnstack   = 0x08000000
+	saRestart   = 0x10000000
 	saRestorer  = 0x04000000
 	saNodefer   = 0x40000000
 	saResethand = 0x80000000
@@ -201,6 +202,16 @@ func raise(i int, sig int) {
 	// A served call is not interrupted: the server may already have done
 	// it (a disk write), as Linux's uninterruptible disk waits.
 	if t.state == tsBlocked && t.wait != waitServe && t.sigmask&(1<<(sig-1)) == 0 && sigactions[sig].handler > sigIGN {
+		if t.wait == waitIO {
+			// Parked on its SYSCALL instruction to run it again
+			// (restartOn): with SA_RESTART it does so after the
+			// handler, as Linux restarts; else it returns EINTR.
+			if sigactions[sig].flags&saRestart != 0 {
+				wake(i, t.sysno)
+				return
+			}
+			t.regs.RIP += 2
+		}
 		wake(i, errno(_EINTR))
 	}
 }
