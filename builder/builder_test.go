@@ -343,3 +343,25 @@ func TestBuildTestNoTests(t *testing.T) {
 		t.Errorf("BuildTest = %+v, want NoTests for %s", ti, StubPackage)
 	}
 }
+
+// TestNetworkLinkedIn: programs that use package net get devices/network
+// linked in, unless they drive a NIC themselves; others do not.
+func TestNetworkLinkedIn(t *testing.T) {
+	g := newGoTool("", "..", nil)
+	for _, tt := range []struct {
+		pkg  string
+		want bool
+	}{
+		{"./examples/http", true},
+		{"./examples/hello", false},
+		{"./qemu-tests/xen/testdata/net", false}, // imports netfront
+	} {
+		p, err := g.loadMain(context.Background(), tt.pkg, true)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.pkg, err)
+		}
+		if p.usesNet != tt.want {
+			t.Errorf("%s: network linked in = %v, want %v", tt.pkg, p.usesNet, tt.want)
+		}
+	}
+}

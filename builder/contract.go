@@ -10,8 +10,9 @@ package builder
 const (
 	// KernelPackage is linked into every image with a blank import.
 	KernelPackage = "github.com/unikgo/unikgo/kernel"
-	// NetworkPackage is linked in too when the program uses package net:
-	// it brings up the interfaces and answers socket calls.
+	// NetworkPackage is linked in too when the program uses package net,
+	// unless it imports a NIC driver (NICDrivers) to drive the devices
+	// itself: it brings up the interfaces and answers socket calls.
 	NetworkPackage = "github.com/unikgo/unikgo/devices/network"
 	// ModulePath is the module that provides the kernel.
 	ModulePath = "github.com/unikgo/unikgo"
@@ -49,3 +50,7 @@ const (
 	// ImageSuffix names images whose output path is not given.
 	ImageSuffix = ".unik"
 )
+
+// NICDrivers are the network drivers; a program importing one is left to
+// bring its devices up itself (NetworkPackage is not linked in).
+var NICDrivers = [...]string{ModulePath + "/netfront", ModulePath + "/virtio/net"}

@@ -129,7 +129,8 @@ type listedPackage struct {
 	XTestGoFiles []string
 	Error        *struct{ Err string }
 
-	// usesNet is set on the main package when it depends on package net.
+	// usesNet is set on the main package when it depends on package net
+	// and not on a NIC driver.
 	usesNet bool
 }
 
@@ -169,9 +170,13 @@ func (g goTool) loadMain(ctx context.Context, pattern string, wantMain bool) (*l
 	if wantMain && root.Name != "main" {
 		return nil, fmt.Errorf("%w: %s is package %s; unikbuild builds main packages", ErrNotMain, root.ImportPath, root.Name)
 	}
+	ownsNICs := false
 	for _, p := range append([]*listedPackage{root}, deps...) {
-		if p.ImportPath == "net" {
+		switch p.ImportPath {
+		case "net":
 			root.usesNet = true
+		case NICDrivers[0], NICDrivers[1]:
+			ownsNICs = true
 		}
 		if p.Error != nil {
 			return nil, fmt.Errorf("package %s: %s", p.ImportPath, p.Error.Err)
@@ -180,6 +185,10 @@ func (g goTool) loadMain(ctx context.Context, pattern string, wantMain bool) (*l
 			return nil, fmt.Errorf("%w: %s uses cgo (%s imports \"C\"); images are built with CGO_ENABLED=0: drop the cgo dependency",
 				ErrCgo, p.ImportPath, p.CgoFiles[0])
 		}
+	}
+	if ownsNICs {
+		// A program that drives network devices itself keeps them.
+		root.usesNet = false
 	}
 	return root, nil
 }
