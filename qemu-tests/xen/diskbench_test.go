@@ -90,16 +90,29 @@ func sparse(tb testing.TB, path string, size int64) {
 }
 
 // linuxDiskbench builds testdata/diskbench as an ordinary static Linux
-// program and pads it to whole sectors, to be handed to the baseline
-// guest as a raw disk.
+// program on a raw disk, for the baseline guest.
 func linuxDiskbench(tb testing.TB, dir string) (path string, size int) {
-	bin := filepath.Join(dir, "diskbench.linux")
-	cmd := exec.Command("go", "build", "-o", bin, "./qemu-tests/xen/testdata/diskbench")
+	return programDisk(tb, dir, linuxProgram(tb, dir, "./qemu-tests/xen/testdata/diskbench"))
+}
+
+// linuxProgram builds pkg (relative to the module root) as a static Linux
+// program in dir, for dom0 or the baseline guest.
+func linuxProgram(tb testing.TB, dir, pkg string) string {
+	tb.Helper()
+	bin := filepath.Join(dir, filepath.Base(pkg)+".linux")
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("building diskbench for Linux: %v\n%s", err, out)
+		tb.Fatalf("building %s for Linux: %v\n%s", pkg, err, out)
 	}
+	return bin
+}
+
+// programDisk pads a program to whole sectors as a raw disk image the
+// baseline guest reads it from (head -c size /dev/xvdX).
+func programDisk(tb testing.TB, dir, bin string) (path string, size int) {
+	tb.Helper()
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		tb.Fatal(err)
@@ -107,7 +120,7 @@ func linuxDiskbench(tb testing.TB, dir string) (path string, size int) {
 	size = len(data)
 	padded := make([]byte, (size+4095)/4096*4096)
 	copy(padded, data)
-	path = filepath.Join(dir, "diskbench.disk")
+	path = bin + ".disk"
 	if err := os.WriteFile(path, padded, 0o644); err != nil {
 		tb.Fatal(err)
 	}

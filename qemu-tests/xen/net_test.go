@@ -3,6 +3,7 @@ package xen_test
 import (
 	"context"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,5 +70,73 @@ func TestNetfrontDetachPVH(t *testing.T) {
 	expect(t, g.Console(), reason, xenlab.Poweroff, "net: vif gone: netdev: the network device is down", "net: ok")
 	if out, err := l.MustSucceed(ctx, "xl network-list netdetach 2>&1 || true"); err == nil && regexp.MustCompile(`(?m)^0\s`).MatchString(out) {
 		t.Errorf("vif 0 still listed after the detach:\n%s", out)
+	}
+}
+
+// netpeer builds testdata/netpeer as a static Linux program, copies it
+// into the lab's share and returns the script line that installs it in
+// dom0 as /tmp/netpeer.
+func netpeer(t testing.TB, l *xenlab.Lab) string {
+	t.Helper()
+	p, err := l.CopyIn(linuxProgram(t, t.TempDir(), "./qemu-tests/xen/testdata/netpeer"), "netpeer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "cp " + p + " /tmp/netpeer && chmod +x /tmp/netpeer"
+}
+
+// TestHTTPPVH runs examples/http, an ordinary net/http server, as a PVH
+// guest with netfront against dom0's Linux netback, eth0 set by the ip=
+// parameter. From dom0: ping, the page (net.Interfaces, the guest's
+// address), a 1 MiB body echoed intact, 16 requests at once, and the
+// guest's own HTTP client fetching a page from a server in dom0.
+func TestHTTPPVH(t *testing.T) {
+	l := lab(t)
+	img := image(t, "./examples/http")
+	install := netpeer(t, l)
+	labMu.Lock()
+	defer labMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cfg := xenlab.GuestConfig{Name: "http", Type: xenlab.PVH, Kernel: img, MemoryMiB: 128, NICs: 1,
+		Cmdline: "ip=10.0.0.9/24:10.0.0.1 http"}
+	g, err := l.Create(ctx, cfg)
+	if err != nil {
+		t.Fatalf("creating guest: %v", err)
+	}
+	defer g.Destroy(context.Background())
+	if _, err := g.WaitConsole(ctx, regexp.MustCompile(`http: serving on`)); err != nil {
+		t.Fatalf("%v\nconsole:\n%s", err, g.Console())
+	}
+	run := func(what, script string) string {
+		t.Helper()
+		out, err := l.MustSucceed(ctx, script)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s\nconsole:\n%s", what, err, out, g.Console())
+		}
+		return out
+	}
+	run("installing netpeer", install)
+	out := run("ping", "busybox ping -c 3 -W 5 10.0.0.9")
+	if !strings.Contains(out, "3 packets received") {
+		t.Errorf("ping from dom0:\n%s", out)
+	}
+	page := run("GET /", "/tmp/netpeer get http://10.0.0.9/")
+	for _, want := range []string{"Hello from unikgo", "You are 10.0.0.1:", "eth0 " + cfg.MAC(0) + " [10.0.0.9/24"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q:\n%s", want, page)
+		}
+	}
+	sums := run("POST /echo", `head -c 1048576 /dev/urandom > /tmp/body && /tmp/netpeer post http://10.0.0.9/echo /tmp/body`)
+	if f := strings.Fields(sums); len(f) != 4 || f[1] != f[3] {
+		t.Errorf("1 MiB echo: checksums differ: %s", sums)
+	}
+	if out := run("16 requests at once", "/tmp/netpeer gets http://10.0.0.9/ 16"); !strings.Contains(out, "16 of 16 answered") {
+		t.Errorf("16 concurrent requests: %s", out)
+	}
+	got := run("the guest's client", `/tmp/netpeer http 10.0.0.1:8000 "a page in dom0" & P=$!; sleep 1
+/tmp/netpeer get "http://10.0.0.9/get?url=http://10.0.0.1:8000/x"; kill $P`)
+	if !strings.Contains(got, "a page in dom0") {
+		t.Errorf("the guest's client fetching from dom0 got:\n%s", got)
 	}
 }

@@ -1,0 +1,104 @@
+package xen_test
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/unikgo/unikgo/qemu-tests/xenlab"
+)
+
+var (
+	netbenchRE = regexp.MustCompile(`(send|recv): \d+ bytes in \S+: ([0-9.]+) MiB/s`)
+	xlTimeRE   = regexp.MustCompile(`(?m)^\S+\s+\d+\s+\d+\s+\d+\s+\S+\s+([0-9.]+)\s*$`)
+)
+
+// netbenchMiB is how much each direction moves.
+const netbenchMiB = 32
+
+// BenchmarkNetLab measures TCP throughput between dom0 and a guest through
+// Linux's netback: testdata/netpeer serves a sink and a source in the guest
+// and dom0 sends 32 MiB to it and fetches 32 MiB from it, once with the
+// guest a unikgo PVH image and once the baseline Linux PV guest running
+// the same program as a static Linux binary, in the same lab run. It
+// reports MiB/s each way (dom0's clock) and the guest's CPU share during
+// each transfer (from xl list's CPU time). Run with -benchtime=1x; the
+// figures go to docs/perf.md.
+func BenchmarkNetLab(b *testing.B) {
+	l := lab(b)
+	img := image(b, "./qemu-tests/xen/testdata/netpeer")
+	dir := b.TempDir()
+	bin := linuxProgram(b, dir, "./qemu-tests/xen/testdata/netpeer")
+	prog, size := programDisk(b, dir, bin)
+	dom0, err := l.CopyIn(bin, "netpeer")
+	if err != nil {
+		b.Fatal(err)
+	}
+	labMu.Lock()
+	defer labMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	if out, err := l.MustSucceed(ctx, "cp "+dom0+" /tmp/netpeer && chmod +x /tmp/netpeer"); err != nil {
+		b.Fatalf("installing netpeer in dom0: %v\n%s", err, out)
+	}
+	for i := 0; i < b.N; i++ {
+		u := netbench(b, l, xenlab.GuestConfig{
+			Name: "nbu", Type: xenlab.PVH, Kernel: img, MemoryMiB: 128, NICs: 1,
+			Cmdline: "ip=10.0.0.10/24 netpeer servers :5001 :5002",
+		}, "10.0.0.10")
+		script := fmt.Sprintf("set -e\nmkdir -p /run/nb\ncd /run/nb\ndd if=/dev/xvda of=p bs=4096 2>/dev/null\nhead -c %d p > netpeer\nchmod +x netpeer\n./netpeer servers :5001 :5002\n", size)
+		lx := netbench(b, l, l.BaselineConfig("nbl", "10.0.0.11/24", script,
+			xenlab.Disk{HostPath: prog, Vdev: "xvda", ReadOnly: true}), "10.0.0.11")
+		for k, v := range u {
+			b.ReportMetric(v, "unikgo-"+k)
+			b.ReportMetric(lx[k], "linux-"+k)
+		}
+	}
+}
+
+// netbench boots cfg, waits for its netpeer servers, and measures both
+// directions from dom0.
+func netbench(tb testing.TB, l *xenlab.Lab, cfg xenlab.GuestConfig, ip string) map[string]float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	g, err := l.Create(ctx, cfg)
+	if err != nil {
+		tb.Fatalf("creating %s: %v", cfg.Name, err)
+	}
+	defer g.Destroy(context.Background())
+	if _, err := g.WaitConsole(ctx, regexp.MustCompile(`netpeer: source on`)); err != nil {
+		tb.Fatalf("%s: %v\nconsole:\n%s", cfg.Name, err, g.Console())
+	}
+	cpu := func() float64 {
+		out, err := l.MustSucceed(ctx, "xl list "+cfg.Name)
+		m := xlTimeRE.FindStringSubmatch(out)
+		if err != nil || m == nil {
+			tb.Fatalf("xl list %s: %v\n%s", cfg.Name, err, out)
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v
+	}
+	res := map[string]float64{}
+	for _, dir := range []struct{ cmd, port, name string }{
+		{"send", "5001", "to-guest"},
+		{"recv", "5002", "from-guest"},
+	} {
+		c0, t0 := cpu(), time.Now()
+		out, err := l.MustSucceed(ctx, fmt.Sprintf("/tmp/netpeer %s %s:%s %d", dir.cmd, ip, dir.port, netbenchMiB))
+		wall := time.Since(t0).Seconds()
+		c1 := cpu()
+		m := netbenchRE.FindStringSubmatch(out)
+		if err != nil || m == nil {
+			tb.Fatalf("%s: netpeer %s: %v\n%s\nconsole:\n%s", cfg.Name, dir.cmd, err, out, g.Console())
+		}
+		v, _ := strconv.ParseFloat(m[2], 64)
+		res[dir.name+"-MiB/s"] = v
+		res[dir.name+"-cpu%"] = 100 * (c1 - c0) / wall
+		tb.Logf("%s %s: %s (guest CPU %.1f s of %.1f s)", cfg.Name, dir.name, strings.TrimSpace(out), c1-c0, wall)
+	}
+	return res
+}
