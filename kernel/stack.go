@@ -77,14 +77,6 @@ func initialStack(l *cmdline.Line) (uintptr, bool) {
 		envp[envc] = w.bytes(memLimitEnv())
 		envc++
 	}
-	if !l.HasEnv("GOMAXPROCS") {
-		// Two Ps on one vCPU: served system calls (disks, sockets) are
-		// answered by goroutines, and a free P lets the server run as
-		// soon as a caller's thread waits in the kernel, instead of
-		// after sysmon retakes the caller's P (20 µs to 10 ms later).
-		envp[envc] = w.bytes("GOMAXPROCS=2")
-		envc++
-	}
 	if w.sp < w.lo {
 		return 0, false
 	}

@@ -197,10 +197,9 @@ func (l *Lab) makeDirs() error {
 
 // qemuArgs is the emulator command line. "-cpu max" exposes SVM with nested paging, which
 // Debian's Xen (no shadow paging) needs to build PVH guests under TCG. XSAVE is left out:
-// with it, Xen's FPU context switches under TCG lose register state now and then, which
-// shows as memory corruption in guests (zeroed pointers in a unikgo guest's heap under
-// network load) and in dom0's Go programs ("traceback did not unwind completely",
-// corrupted data); Xen then saves and restores with FXSAVE, and nothing uses AVX.
+// with it, dom0's Go programs crashed now and then under load ("traceback did not
+// unwind completely", corrupted data), which points at YMM state lost in Xen's context
+// switches under TCG; without it Xen saves and restores with FXSAVE and nothing uses AVX.
 func (l *Lab) qemuArgs(sock string) []string {
 	xenCmdline := fmt.Sprintf("console=com1 com1=115200 dom0_mem=%dM,max:%dM guest_loglvl=all loglvl=all",
 		l.opts.Dom0MemMiB, l.opts.Dom0MemMiB)
