@@ -545,30 +545,44 @@ func servedSocket(c *percpu, f *TrapFrame) {
 const (
 	afINET, afINET6, afNETLINK = 2, 10, 16
 
-	sockStream, sockDgram, sockRaw = 1, 2, 3
+	sockStream, sockDgram, sockRaw, sockPacket = 1, 2, 3, 10
 
 	ipprotoICMP, ipprotoTCP, ipprotoUDP, ipprotoICMPv6 = 1, 6, 17, 58
 )
 
-// checkSocket validates socket(2)'s arguments as Linux does for the
-// families the server makes: netstack/socket's Socket must then succeed.
+// checkSocket validates socket(2)'s arguments as the socket server
+// (netstack/socket) does, in the same order, so that its making the
+// socket later cannot fail: TestCheckSocketMatchesServer holds the two
+// together.
 func checkSocket(domain, typ, proto int32) unix.Errno {
 	if typ&^(0xf|oNONBLOCK|0x80000) != 0 {
 		return _EINVAL
 	}
 	t := typ & 0xf
+	if t < sockStream || t > sockPacket {
+		return _EINVAL
+	}
 	switch domain {
 	case afINET, afINET6:
-		switch {
-		case t == sockStream && (proto == 0 || proto == ipprotoTCP),
-			t == sockDgram && (proto == 0 || proto == ipprotoUDP),
-			t == sockDgram && domain == afINET && proto == ipprotoICMP,
-			t == sockDgram && domain == afINET6 && proto == ipprotoICMPv6:
-			return 0
-		case t == sockStream || t == sockDgram:
-			return _EPROTONOSUPPORT
+		icmp := int32(ipprotoICMP)
+		if domain == afINET6 {
+			icmp = ipprotoICMPv6
 		}
-		return _ESOCKTNOSUPPORT
+		switch t {
+		case sockStream:
+			if proto != 0 && proto != ipprotoTCP {
+				return _EPROTONOSUPPORT
+			}
+		case sockDgram:
+			if proto != 0 && proto != ipprotoUDP && proto != icmp {
+				return _EPROTONOSUPPORT
+			}
+		case sockRaw:
+			return _EPERM // an unprivileged process's answer
+		default:
+			return _ESOCKTNOSUPPORT
+		}
+		return 0
 	case afNETLINK:
 		if t != sockRaw && t != sockDgram {
 			return _ESOCKTNOSUPPORT
