@@ -8,7 +8,11 @@
 //	netpeer http ADDR TEXT          serve TEXT on every path
 //	netpeer sink ADDR               accept; read each connection to EOF, answer the byte count
 //	netpeer source ADDR             accept; read a count n, write n bytes
-//	netpeer servers SINK SOURCE     both at once
+//	netpeer servers SINK SOURCE [STATS]  both at once; STATS answers each connection with
+//	                                "heap H goroutines G" after a GC
+//	netpeer stats ADDR              print a STATS answer
+//	netpeer flood IFACE MAC N SEED  send N hostile raw frames to MAC on IFACE (Linux, AF_PACKET):
+//	                                truncated, oversize and garbage IPv4, IPv6, ARP and other frames
 //	netpeer send ADDR MiB           send MiB to a sink: "send: N bytes in T: R MiB/s"
 //	netpeer recv ADDR MiB           fetch MiB from a source: "recv: N bytes in T: R MiB/s"
 package main
@@ -22,6 +26,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 )
@@ -108,7 +113,28 @@ func main() {
 	case "servers":
 		listen(arg(2), true)
 		listen(arg(3), false)
+		if len(os.Args) > 4 {
+			stats(os.Args[4])
+		}
 		select {}
+	case "stats":
+		c, err := net.DialTimeout("tcp", arg(2), 30*time.Second)
+		if err != nil {
+			fail("%v", err)
+		}
+		io.Copy(os.Stdout, c)
+	case "flood":
+		n, err1 := strconv.Atoi(arg(4))
+		seed, err2 := strconv.ParseInt(arg(5), 10, 64)
+		mac, err3 := net.ParseMAC(arg(3))
+		if err1 != nil || err2 != nil || err3 != nil {
+			fail("flood IFACE MAC N SEED: bad arguments")
+		}
+		sent, refused, err := flood(arg(2), mac, n, seed)
+		if err != nil {
+			fail("flood: %v", err)
+		}
+		fmt.Printf("flood: %d frames sent, %d refused by the local kernel\n", sent, refused)
 	case "send", "recv":
 		mib, err := strconv.Atoi(arg(3))
 		if err != nil || mib <= 0 {
@@ -168,6 +194,29 @@ func listen(addr string, sink bool) {
 				fail("%v", err)
 			}
 			go serveConn(c, sink)
+		}
+	}()
+}
+
+// stats answers each connection on addr with the heap in use after a GC
+// and the goroutine count, for leak checks.
+func stats(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fail("%v", err)
+	}
+	fmt.Printf("netpeer: stats on %v\n", ln.Addr())
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				fail("%v", err)
+			}
+			runtime.GC()
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			fmt.Fprintf(c, "heap %d goroutines %d\n", m.HeapInuse, runtime.NumGoroutine())
+			c.Close()
 		}
 	}()
 }
