@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"unsafe"
 
 	"github.com/unikgo/unikgo/kernel/serve"
 	"github.com/unikgo/unikgo/netstack/socket"
@@ -22,8 +23,6 @@ import (
 
 // Linux limits and sizes (x86-64).
 const (
-	msghdrSize = 56   // struct msghdr
-	mmsgSize   = 64   // struct mmsghdr: msghdr, msg_len u32, padding
 	maxSockLen = 128  // sizeof(struct sockaddr_storage)
 	maxOptLen  = 4096 // longest option value taken; Linux's are far shorter
 
@@ -136,7 +135,7 @@ func (srv *Server) Handle(r *serve.Request) (val int64) {
 	}
 	k.s.SetNonblock(r.Nonblock)
 	v := srv.call(k, r)
-	k.report(srv.rd)
+	k.report(srv.rd, namesMayChange(r.Sysno))
 	return v
 }
 
@@ -162,30 +161,45 @@ func (srv *Server) add(o serve.Obj, s *socket.Socket) {
 	srv.mu.Lock()
 	srv.socks[o] = k
 	srv.mu.Unlock()
-	s.SetNotify(func() { k.report(srv.rd) })
-	k.report(srv.rd)
+	s.SetNotify(func() { k.report(srv.rd, false) })
+	k.report(srv.rd, true)
 }
 
-// report tells the kernel the socket's readiness and addresses if they
-// changed. Changes that only an operation made (a read draining the queue,
-// a bind) are reported after that operation, before its reply; the rest
-// from the socket's notify callback.
-func (k *sock) report(rd Readier) {
+// report tells the kernel the socket's readiness, and with names its
+// addresses, if they changed. Changes that only an operation made (a read
+// draining the queue, a bind) are reported after that operation, before
+// its reply; the rest from the socket's notify callback.
+func (k *sock) report(rd Readier, names bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.dead {
 		return
 	}
-	sock, _ := k.s.Getsockname()
-	peer, _ := k.s.Getpeername()
-	if !bytes.Equal(sock, k.sock) || !bytes.Equal(peer, k.peer) || k.reported == ^uint32(0) {
-		k.sock, k.peer = sock, peer
-		rd.Names(k.obj, sock, peer)
+	if names {
+		sock, _ := k.s.Getsockname()
+		peer, _ := k.s.Getpeername()
+		if !bytes.Equal(sock, k.sock) || !bytes.Equal(peer, k.peer) || k.reported == ^uint32(0) {
+			k.sock, k.peer = sock, peer
+			rd.Names(k.obj, sock, peer)
+		}
 	}
 	if ev := k.s.Events(); ev != k.reported {
 		k.reported = ev
 		rd.Ready(k.obj, ev)
 	}
+}
+
+// namesMayChange reports whether a call can change a socket's addresses:
+// binding (or the implicit bind of connect, listen and an unconnected
+// send), connecting, and the SO_ERROR read by which Go learns that a
+// non-blocking connect finished. Reads and writes, the hot path, cannot.
+func namesMayChange(sysno uintptr) bool {
+	switch sysno {
+	case unix.SYS_BIND, unix.SYS_CONNECT, unix.SYS_LISTEN, unix.SYS_SENDTO, unix.SYS_SENDMSG,
+		unix.SYS_SENDMMSG, unix.SYS_GETSOCKOPT, unix.SYS_SHUTDOWN:
+		return true
+	}
+	return false
 }
 
 func errRet(n int, e unix.Errno) int64 {
@@ -388,31 +402,30 @@ func sockaddrOut(p, lp uintptr, sa []byte) unix.Errno {
 	return 0
 }
 
-// msghdr is struct msghdr (x86-64).
-type msghdr struct {
-	name       uintptr
-	namelen    uint32
-	_          uint32
-	iov        uintptr
-	iovlen     uintptr
-	control    uintptr
-	controllen uintptr
-	flags      int32
-	_          int32
+// msg reads the program's struct msghdr at p and its I/O vector.
+func msg(p uintptr) (*unix.Msghdr, [][]byte, unix.Errno) {
+	if p == 0 {
+		return nil, nil, unix.EFAULT
+	}
+	m := (*unix.Msghdr)(serve.Pointer(p))
+	iov, e := serve.Iovecs(addrOf(m.Iov), uintptr(m.Iovlen))
+	if e != 0 {
+		return nil, nil, e
+	}
+	return m, iov, 0
 }
 
+// addrOf is the program address a pointer field of its structures holds.
+func addrOf[T any](p *T) uintptr { return uintptr(unsafe.Pointer(p)) }
+
 func sendmsg(ctx context.Context, s *socket.Socket, p uintptr, flags int) (int, unix.Errno) {
-	if p == 0 {
-		return 0, unix.EFAULT
-	}
-	m := (*msghdr)(serve.Pointer(p))
-	iov, e := serve.Iovecs(m.iov, m.iovlen)
+	m, iov, e := msg(p)
 	if e != 0 {
 		return 0, e
 	}
 	var to []byte
-	if m.name != 0 {
-		if to, e = sockaddrIn(m.name, uintptr(m.namelen)); e != 0 {
+	if m.Name != nil {
+		if to, e = sockaddrIn(addrOf(m.Name), uintptr(m.Namelen)); e != 0 {
 			return 0, e
 		}
 	}
@@ -422,29 +435,25 @@ func sendmsg(ctx context.Context, s *socket.Socket, p uintptr, flags int) (int, 
 }
 
 func recvmsg(ctx context.Context, s *socket.Socket, p uintptr, flags int) (int, unix.Errno) {
-	if p == 0 {
-		return 0, unix.EFAULT
-	}
-	m := (*msghdr)(serve.Pointer(p))
-	iov, e := serve.Iovecs(m.iov, m.iovlen)
+	m, iov, e := msg(p)
 	if e != 0 {
 		return 0, e
 	}
-	if int32(m.namelen) < 0 {
+	if int32(m.Namelen) < 0 {
 		return 0, unix.EINVAL
 	}
 	n, from, mflags, e := s.RecvMsg(ctx, iov, flags)
 	if e != 0 {
 		return 0, e
 	}
-	if m.name != 0 {
-		copy(serve.Bytes(m.name, uintptr(min(int(m.namelen), len(from)))), from)
-		m.namelen = uint32(len(from))
+	if m.Name != nil {
+		copy(serve.Bytes(addrOf(m.Name), uintptr(min(int(m.Namelen), len(from)))), from)
+		m.Namelen = uint32(len(from))
 	} else {
-		m.namelen = 0
+		m.Namelen = 0
 	}
-	m.controllen = 0
-	m.flags = int32(mflags)
+	m.Controllen = 0
+	m.Flags = int32(mflags)
 	return n, 0
 }
 
@@ -458,14 +467,15 @@ func mmsg(ctx context.Context, s *socket.Socket, p, cnt uintptr, flags int, op f
 	}
 	done := int64(0)
 	for i := uintptr(0); i < cnt; i++ {
-		n, e := op(ctx, s, p+i*mmsgSize, flags)
+		h := p + i*unsafe.Sizeof(unix.Mmsghdr{})
+		n, e := op(ctx, s, h, flags)
 		if e != 0 {
 			if done > 0 {
 				return done
 			}
 			return -int64(e)
 		}
-		*(*uint32)(serve.Pointer(p + i*mmsgSize + msghdrSize)) = uint32(n)
+		(*unix.Mmsghdr)(serve.Pointer(h)).Len = uint32(n)
 		done++
 	}
 	return done

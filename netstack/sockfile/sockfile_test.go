@@ -279,34 +279,29 @@ func TestUDP(t *testing.T) {
 	small := make([]byte, 4)
 	iov := []uintptr{bufAddr(small), 4}
 	from := make([]byte, 16)
-	m := &msghdr{name: bufAddr(from), namelen: 16, iov: addr(&iov[0]), iovlen: 1, controllen: 99}
+	m := &unix.Msghdr{Name: &from[0], Namelen: 16, Iov: (*unix.Iovec)(unsafe.Pointer(&iov[0])), Iovlen: 1, Controllen: 99}
 	if n := f.ok("recvmsg", unix.SYS_RECVMSG, b, -1, false, addr(m), 0); n != 4 || string(small) != "0123" {
 		t.Fatalf("recvmsg: %d %q", n, small)
 	}
-	if m.flags&unix.MSG_TRUNC == 0 || m.namelen != 16 || m.controllen != 0 || port(from) == 0 {
-		t.Errorf("recvmsg: flags %#x, namelen %d, controllen %d, from %x", m.flags, m.namelen, m.controllen, from)
+	if m.Flags&unix.MSG_TRUNC == 0 || m.Namelen != 16 || m.Controllen != 0 || port(from) == 0 {
+		t.Errorf("recvmsg: flags %#x, namelen %d, controllen %d, from %x", m.Flags, m.Namelen, m.Controllen, from)
 	}
 
 	// sendmmsg of two datagrams, recvmmsg of both.
 	p1, p2 := []byte("first"), []byte("second!")
 	iovs := []uintptr{bufAddr(p1), uintptr(len(p1)), bufAddr(p2), uintptr(len(p2))}
-	type mmsghdr struct {
-		h   msghdr
-		len uint32
-		_   uint32
-	}
-	out := make([]mmsghdr, 2)
+	out := make([]unix.Mmsghdr, 2)
 	for i := range out {
-		out[i].h = msghdr{name: bufAddr(bAddr), namelen: 16, iov: addr(&iovs[2*i]), iovlen: 1}
+		out[i].Hdr = unix.Msghdr{Name: &bAddr[0], Namelen: 16, Iov: (*unix.Iovec)(unsafe.Pointer(&iovs[2*i])), Iovlen: 1}
 	}
-	if n := f.ok("sendmmsg", unix.SYS_SENDMMSG, a, -1, false, addr(&out[0]), 2, 0); n != 2 || out[0].len != 5 || out[1].len != 7 {
-		t.Fatalf("sendmmsg: %d, lengths %d %d", n, out[0].len, out[1].len)
+	if n := f.ok("sendmmsg", unix.SYS_SENDMMSG, a, -1, false, addr(&out[0]), 2, 0); n != 2 || out[0].Len != 5 || out[1].Len != 7 {
+		t.Fatalf("sendmmsg: %d, lengths %d %d", n, out[0].Len, out[1].Len)
 	}
 	bufs := [][]byte{make([]byte, 16), make([]byte, 16)}
 	riov := []uintptr{bufAddr(bufs[0]), 16, bufAddr(bufs[1]), 16}
-	in := make([]mmsghdr, 2)
+	in := make([]unix.Mmsghdr, 2)
 	for i := range in {
-		in[i].h = msghdr{iov: addr(&riov[2*i]), iovlen: 1}
+		in[i].Hdr = unix.Msghdr{Iov: (*unix.Iovec)(unsafe.Pointer(&riov[2*i])), Iovlen: 1}
 	}
 	got := 0
 	for got < 2 {
@@ -314,7 +309,7 @@ func TestUDP(t *testing.T) {
 		n := f.ok("recvmmsg", unix.SYS_RECVMMSG, b, -1, true, addr(&in[got]), uintptr(2-got), unix.MSG_DONTWAIT, 0)
 		got += int(n)
 	}
-	if diff := cmp.Diff([]string{"first", "second!"}, []string{string(bufs[0][:in[0].len]), string(bufs[1][:in[1].len])}); diff != "" {
+	if diff := cmp.Diff([]string{"first", "second!"}, []string{string(bufs[0][:in[0].Len]), string(bufs[1][:in[1].Len])}); diff != "" {
 		t.Errorf("recvmmsg (-want +got):\n%s", diff)
 	}
 	runtime.KeepAlive(iov)
