@@ -115,10 +115,7 @@ func (fs *Files) Handle(r *serve.Request) int64 {
 func (fs *Files) onName(d *Disk, r *serve.Request) int64 {
 	switch r.Sysno {
 	case unix.SYS_OPENAT, unix.SYS_OPEN:
-		flags := r.Args[2]
-		if r.Sysno == unix.SYS_OPEN {
-			flags = r.Args[1]
-		}
+		flags := r.AfterPath()
 		if r.New < 0 {
 			return -int64(unix.EINVAL)
 		}
@@ -146,15 +143,10 @@ func (fs *Files) onName(d *Disk, r *serve.Request) int64 {
 		fs.open[r.New] = f
 		fs.mu.Unlock()
 		return 0
-	case unix.SYS_NEWFSTATAT:
-		return stat(d, r.Args[2])
-	case unix.SYS_STAT, unix.SYS_LSTAT:
-		return stat(d, r.Args[1])
+	case unix.SYS_NEWFSTATAT, unix.SYS_STAT, unix.SYS_LSTAT:
+		return stat(d, r.AfterPath())
 	case unix.SYS_ACCESS, unix.SYS_FACCESSAT, unix.SYS_FACCESSAT2:
-		mode := r.Args[2]
-		if r.Sysno == unix.SYS_ACCESS {
-			mode = r.Args[1]
-		}
+		mode := r.AfterPath()
 		if mode&unix.W_OK != 0 && d.Dev.ReadOnly() {
 			return -int64(unix.EROFS)
 		}

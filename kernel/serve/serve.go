@@ -86,6 +86,18 @@ type Request struct {
 // object only then.
 func (r *Request) Orphan() bool { return r.ID&orphan != 0 }
 
+// AfterPath is the argument that follows the path in a call on a
+// registered path: open's flags, stat's buffer, access's mode. The *at
+// forms (openat, newfstatat, faccessat, faccessat2) take a directory
+// descriptor first.
+func (r *Request) AfterPath() uintptr {
+	switch r.Sysno {
+	case unix.SYS_OPENAT, unix.SYS_NEWFSTATAT, unix.SYS_FACCESSAT, unix.SYS_FACCESSAT2:
+		return r.Args[2]
+	}
+	return r.Args[1]
+}
+
 // Server is one connection to the kernel's server device.
 type Server struct {
 	f  *os.File

@@ -155,3 +155,18 @@ func TestErrno(t *testing.T) {
 		}
 	}
 }
+
+func TestAfterPath(t *testing.T) {
+	for _, tt := range []struct {
+		sysno uintptr
+		want  uintptr
+	}{
+		{unix.SYS_OPEN, 11}, {unix.SYS_STAT, 11}, {unix.SYS_LSTAT, 11}, {unix.SYS_ACCESS, 11},
+		{unix.SYS_OPENAT, 22}, {unix.SYS_NEWFSTATAT, 22}, {unix.SYS_FACCESSAT, 22}, {unix.SYS_FACCESSAT2, 22},
+	} {
+		r := Request{Sysno: tt.sysno, Args: [6]uintptr{0, 11, 22, 33}}
+		if got := r.AfterPath(); got != tt.want {
+			t.Errorf("system call %d: AfterPath = %d, want %d", tt.sysno, got, tt.want)
+		}
+	}
+}

@@ -170,13 +170,9 @@ func readAt(b, p []byte, off int64) int64 {
 }
 
 func (fs *Files) onName(e *entry, r *serve.Request) int64 {
-	a := r.Args
 	switch r.Sysno {
 	case unix.SYS_OPEN, unix.SYS_OPENAT:
-		flags := a[2]
-		if r.Sysno == unix.SYS_OPEN {
-			flags = a[1]
-		}
+		flags := r.AfterPath()
 		switch {
 		case r.New < 0:
 			return -int64(unix.EINVAL)
@@ -191,17 +187,10 @@ func (fs *Files) onName(e *entry, r *serve.Request) int64 {
 		fs.open[r.New] = &openFile{e: e, b: b, mtime: mt}
 		return 0
 	case unix.SYS_NEWFSTATAT, unix.SYS_STAT, unix.SYS_LSTAT:
-		p := a[1]
-		if r.Sysno == unix.SYS_NEWFSTATAT {
-			p = a[2]
-		}
 		b, mt := fs.look(e)
-		return stat(e, b, mt, p)
+		return stat(e, b, mt, r.AfterPath())
 	case unix.SYS_ACCESS, unix.SYS_FACCESSAT, unix.SYS_FACCESSAT2:
-		mode := a[2]
-		if r.Sysno == unix.SYS_ACCESS {
-			mode = a[1]
-		}
+		mode := r.AfterPath()
 		switch {
 		case mode&unix.W_OK != 0:
 			return -int64(unix.EROFS)
