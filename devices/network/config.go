@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/unikgo/unikgo/services/dhcp"
 )
 
 // Config is the IPv4 configuration of the first interface (eth0), from
@@ -107,7 +109,7 @@ func ParseIP(s string) (Config, error) {
 	}
 	if client.IsValid() {
 		if bits < 0 {
-			bits = classfulBits(client)
+			bits = dhcp.ClassfulBits(client)
 		}
 		c.Addr = netip.PrefixFrom(client, bits)
 		c.Gateway = gw
@@ -130,17 +132,6 @@ func maskBits(m netip.Addr) (int, error) {
 		return 0, fmt.Errorf("netmask %v is not contiguous", m)
 	}
 	return n, nil
-}
-
-// classfulBits is the netmask Linux's ipconfig assumes when none is given.
-func classfulBits(a netip.Addr) int {
-	switch b := a.As4()[0]; {
-	case b < 128:
-		return 8
-	case b < 192:
-		return 16
-	}
-	return 24
 }
 
 // Qubes keys (in the domain's xenstore directory, as Qubes R3 wrote them

@@ -476,7 +476,7 @@ func leaseFrom(m *Message, start time.Time) (Lease, error) {
 	l.Server, _ = m.Options.Addr(OptServerID)
 	bits, ok := m.Options.SubnetMask()
 	if !ok {
-		bits = classfulBits(m.YIAddr)
+		bits = ClassfulBits(m.YIAddr)
 	}
 	l.Addr = netip.PrefixFrom(m.YIAddr, bits)
 	if rs := m.Options.Addrs(OptRouter); len(rs) > 0 && usable(rs[0]) {
@@ -526,9 +526,10 @@ func domainName(b []byte) string {
 	return string(b)
 }
 
-// classfulBits is the prefix length of a's class (RFC 791), the subnet
-// mask a host assumes without option 1 (RFC 1122 §3.3.1.1).
-func classfulBits(a netip.Addr) int {
+// ClassfulBits is the prefix length of IPv4 address a's class (RFC 791),
+// the subnet mask a host assumes when none is given: without option 1
+// (RFC 1122 §3.3.1.1), or in Linux's ip= without a netmask.
+func ClassfulBits(a netip.Addr) int {
 	switch b := a.As4()[0]; {
 	case b < 128:
 		return 8
