@@ -78,9 +78,7 @@ func exception(c *percpu, f *TrapFrame) {
 	case 14:
 		addr := c.cr2
 		if addr == 0 && f.ErrCode&pfPresent == 0 {
-			addr = faultAddress(c, f)
-			e := walk(addr, false)
-			addr = straddledPage(addr, e != nil && *e&ptePresent != 0)
+			addr = lostFaultAddress(c, f)
 		}
 		if f.ErrCode&pfPresent == 0 || f.ErrCode&pfWrite != 0 {
 			code := faultIn(addr, f.ErrCode&pfWrite != 0, f.ErrCode&pfFetch != 0)
@@ -236,18 +234,63 @@ func symbolize(pc uintptr, isReturn bool) {
 
 // faultAddress recovers a page fault's address from the faulting
 // instruction when CR2 reads 0 (see package insn).
-func faultAddress(c *percpu, f *TrapFrame) uintptr {
+func faultAddress(c *percpu, f *TrapFrame) (uintptr, bool) {
 	if f.RIP < pageSize || f.RIP+insn.MaxLen > uint64(identTop) {
-		return 0
+		return 0, false
 	}
 	r := insn.Regs{RIP: f.RIP, FSBase: uint64(threads[c.cur].fsbase)}
 	r.GPR = [16]uint64{f.RAX, f.RCX, f.RDX, f.RBX, f.RSP, f.RBP, f.RSI, f.RDI,
 		f.R8, f.R9, f.R10, f.R11, f.R12, f.R13, f.R14, f.R15}
 	a, ok := insn.Address(userBytes(uintptr(f.RIP), insn.MaxLen), &r, f.ErrCode&pfWrite != 0)
-	if !ok {
-		return 0
+	return uintptr(a), ok
+}
+
+// lostFaultAddress finds the address of a not-present fault that arrived
+// with CR2 = 0 (see faultAddress), or returns 0 to let the fault go to the
+// program as SIGSEGV. It never returns a guess that already failed: a
+// wrong address on a present page would send the thread back into the same
+// fault forever, which froze lab guests before; an address it cannot
+// recover is reported on the console, so the SIGSEGV the program then gets
+// is not mistaken for its own nil dereference.
+func lostFaultAddress(c *percpu, f *TrapFrame) uintptr {
+	present := func(a uintptr) bool {
+		if a < identTop {
+			return a >= pageSize // the image and RAM: always mapped
+		}
+		e := walk(a, false)
+		return e != nil && *e&ptePresent != 0
 	}
-	return uintptr(a)
+	addr, ok := faultAddress(c, f)
+	switch {
+	case ok && addr < pageSize:
+		return addr // a nil dereference: CR2 was right
+	case ok:
+		addr = straddledPage(addr, present(addr))
+	default:
+		// An instruction the decoder does not know: the stack's next
+		// page is the likeliest miss (a goroutine's fresh stack).
+		addr = uintptr(f.RSP) - 8
+	}
+	if !present(addr) {
+		return addr
+	}
+	kprint("unikgo: page fault with no address (CR2 = 0) at rip=")
+	kprintHex(f.RIP)
+	kprint(" rsp=")
+	kprintHex(f.RSP)
+	kprint(" error ")
+	kprintHex(f.ErrCode)
+	kprint(": the instruction's access could not be recovered; bytes")
+	if f.RIP >= pageSize && f.RIP+insn.MaxLen <= uint64(identTop) {
+		const digits = "0123456789abcdef"
+		for _, b := range userBytes(uintptr(f.RIP), insn.MaxLen) {
+			kprint(" ")
+			putc(digits[b>>4])
+			putc(digits[b&15])
+		}
+	}
+	kprint("\n")
+	return 0
 }
 
 // maxAccess is the widest memory access faultAddress decodes: a 16-byte

@@ -4,7 +4,7 @@
 // seen under QEMU's TCG emulation of nested SVM (Xen in QEMU), where guest
 // page faults are delivered without CR2. It covers the instructions Go
 // code uses to touch memory (ModRM memory operands, string operations,
-// PUSH/CALL/RET and MOV moffs; no VEX, which needs AVX, left off by the
+// PUSH/CALL/RET, also through ModRM, and MOV moffs; no VEX, which needs AVX, left off by the
 // kernel). It allocates nothing and never reads past the 15-byte window.
 package insn
 
@@ -131,6 +131,18 @@ prefixes:
 	modrm := code[i]
 	i++
 	mod, rm := modrm>>6, modrm&7
+	if op != 0x0f {
+		// Group 5's CALL and PUSH (FF /2, /3, /6) write the stack besides
+		// reading their operand; POP r/m (8F /0) reads it besides writing.
+		// Go calls through registers (CALL CX), which have no memory
+		// operand at all: the push is the only access that can fault.
+		switch reg := modrm >> 3 & 7; {
+		case op == 0xff && (reg == 2 || reg == 3 || reg == 6) && (write || mod == 3):
+			return r.GPR[RSP] - 8, true
+		case op == 0x8f && reg == 0 && (!write || mod == 3):
+			return r.GPR[RSP], true
+		}
+	}
 	if mod == 3 {
 		return 0, false // register operand
 	}
@@ -210,6 +222,10 @@ func implicit(op byte, rest []byte, r *Regs, write bool, seg uint64) (uint64, bo
 		return r.GPR[RSP] - 8, true
 	case op >= 0x58 && op <= 0x5f, op == 0xc3, op == 0xc2, op == 0x9d: // POP, RET, POPF
 		return r.GPR[RSP], true
+	case op == 0xc8: // ENTER pushes RBP
+		return r.GPR[RSP] - 8, true
+	case op == 0xc9: // LEAVE pops from the frame pointer
+		return r.GPR[RBP], true
 	case op >= 0xa0 && op <= 0xa3: // MOV moffs64
 		if len(rest) < 8 {
 			return 0, false

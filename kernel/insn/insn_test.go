@@ -36,6 +36,25 @@ func TestAddress(t *testing.T) {
 		{"movsb src", []byte{0xf3, 0xa4}, false, 0x6000, true},
 		// PUSHQ BP: 55
 		{"push", []byte{0x55}, true, 0x4000 - 8, true},
+		// CALL CX: ff d1 (a fresh goroutine stack page faulted here with
+		// CR2 = 0 in the Xen lab, and went to the program as a nil
+		// dereference)
+		{"call register", []byte{0xff, 0xd1}, true, 0x4000 - 8, true},
+		// CALL 0x18(AX): ff 50 18, the push and the pointer load
+		{"call memory push", []byte{0xff, 0x50, 0x18}, true, 0x4000 - 8, true},
+		{"call memory load", []byte{0xff, 0x50, 0x18}, false, 0x18, true},
+		// PUSHQ 8(BX): ff 73 08
+		{"push memory", []byte{0xff, 0x73, 0x08}, true, 0x4000 - 8, true},
+		{"push memory load", []byte{0xff, 0x73, 0x08}, false, 0x3008, true},
+		// JMP CX: ff e1 touches no memory
+		{"jmp register", []byte{0xff, 0xe1}, false, 0, false},
+		// INCQ (CX): 48 ff 01 is group 5 too, an ordinary operand
+		{"inc memory", []byte{0x48, 0xff, 0x01}, true, 0x1000, true},
+		// POPQ 0x10(DX): 8f 42 10
+		{"pop memory store", []byte{0x8f, 0x42, 0x10}, true, 0x2010, true},
+		{"pop memory load", []byte{0x8f, 0x42, 0x10}, false, 0x4000, true},
+		// LEAVE: c9
+		{"leave", []byte{0xc9}, false, 0x5000, true},
 		// MOVQ -8(FS), R14: 64 4c 8b 34 25 f8 ff ff ff
 		{"fs absolute", []byte{0x64, 0x4c, 0x8b, 0x34, 0x25, 0xf8, 0xff, 0xff, 0xff}, false, 0x7000_0000 - 8, true},
 		// RIP-relative load: 48 8b 05 xx xx xx xx -> not determined
