@@ -309,7 +309,7 @@ func notifyFD(fd int32) {
 }
 
 func notifyEpollWaiters(e int) {
-	for i := range threads {
+	for i := range live() {
 		t := &threads[i]
 		if t.state == tsBlocked && t.wait == waitEpoll && int(t.epfd) == e {
 			if n := collect(e, t.epEvents, int(t.epMax)); n > 0 {

@@ -212,7 +212,7 @@ func restartOn(c *percpu, f *TrapFrame, fd int32) {
 }
 
 func restartWaiters(fd int32) {
-	for i := range threads {
+	for i := range live() {
 		t := &threads[i]
 		if t.state == tsBlocked && t.wait == waitIO && t.waitFD == fd {
 			wake(i, t.sysno)

@@ -63,7 +63,16 @@ var (
 	runq     [maxThreads]int32
 	runqHead int
 	runqLen  int
+
+	// threadsHigh is one past the highest slot in use. The scans a trap
+	// makes over threads (deadlines, futex and readiness wake-ups) stop
+	// there: a Go program has a few tens of threads, not maxThreads, and
+	// under a hypervisor every trap pays for the whole scan.
+	threadsHigh int
 )
+
+// live returns the thread slots that may be in use.
+func live() []thread { return threads[:threadsHigh] }
 
 func fxArea(i int) uintptr {
 	return align(uintptr(unsafe.Pointer(&fxBuf[0])), 16) + uintptr(i)*512
@@ -79,6 +88,7 @@ func newThread() int {
 			t.tid = nextTID
 			nextTID++
 			nThreads++
+			threadsHigh = max(threadsHigh, i+1)
 			return i
 		}
 	}
@@ -185,7 +195,7 @@ func idlePoll() uintptr {
 // expireTimers wakes every thread whose deadline has passed; their saved
 // RAX already holds the timeout result.
 func expireTimers(now uint64) {
-	for i := range threads {
+	for i := range live() {
 		t := &threads[i]
 		if t.state == tsBlocked && t.deadline != 0 && t.deadline <= now {
 			if t.wait == waitEpoll {
@@ -202,7 +212,7 @@ func expireTimers(now uint64) {
 // end of the time slice when other threads wait to run.
 func armTimer(c *percpu) {
 	next := uint64(0)
-	for i := range threads {
+	for i := range live() {
 		t := &threads[i]
 		if t.state == tsBlocked && t.deadline != 0 && (next == 0 || t.deadline < next) {
 			next = t.deadline
@@ -264,7 +274,7 @@ func sysFutex(c *percpu, f *TrapFrame) {
 	case futexWake, futexWakeBitset:
 		n := int(val)
 		woken := 0
-		for i := range threads {
+		for i := range live() {
 			if woken >= n {
 				break
 			}

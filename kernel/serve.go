@@ -412,7 +412,7 @@ func servedClose(d *fdesc) {
 // objects and names: their descriptors answer EIO from then on.
 func serverClose(d *fdesc) {
 	s := &servers[d.obj]
-	for i := range threads {
+	for i := range live() {
 		t := &threads[i]
 		if t.state == tsBlocked && t.wait == waitServe && int32(servedObjs[t.waitFD].server) == d.obj {
 			if t.serveNew >= 0 {

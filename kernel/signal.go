@@ -354,7 +354,7 @@ func sysTgkill(c *percpu, f *TrapFrame, tid int32, sig int) {
 		f.RAX = errno(_EINVAL)
 		return
 	}
-	for i := range threads {
+	for i := range live() {
 		if threads[i].state != tsFree && threads[i].tid == tid {
 			if sig != 0 {
 				raise(i, sig)
@@ -385,7 +385,7 @@ func sysKill(c *percpu, f *TrapFrame, pid int64, sig int) {
 	// Process-directed: the current thread if it does not block it.
 	target := int(c.cur)
 	if threads[target].sigmask&(1<<(sig-1)) != 0 {
-		for i := range threads {
+		for i := range live() {
 			if threads[i].state != tsFree && threads[i].sigmask&(1<<(sig-1)) == 0 {
 				target = i
 				break

@@ -336,6 +336,9 @@ func sysClone(c *percpu, f *TrapFrame) {
 func threadExit(c *percpu, f *TrapFrame) {
 	threads[c.cur] = thread{}
 	nThreads--
+	for threadsHigh > 0 && threads[threadsHigh-1].state == tsFree {
+		threadsHigh--
+	}
 	c.cur = -1
 	if nThreads == 0 {
 		powerOff(int(f.RDI & 0xff))
