@@ -145,8 +145,26 @@ func lapicInit() {
 
 func lapicEOIWrite() { lapicW(lapicEOI, 0) }
 
+// timerArmed is the deadline the LAPIC timer was last set to, 0 once it
+// fired or was stopped. Every trap ends by arming the timer, and a write to
+// it is an access the hypervisor traps and emulates, so a deadline that is
+// already set and still ahead is left alone. One that has passed is set
+// again although its interrupt may still be on its way: under QEMU's TCG
+// some were seen never to come (TestStress's GC fell behind, its sysmon
+// asleep), and before this check every trap re-armed the timer, which
+// hid that.
+var timerArmed uint64
+
+// timerFired records the timer's interrupt: the deadline is spent, even if
+// the interrupt came early (the LAPIC's rate is calibrated, not exact).
+func timerFired() { timerArmed = 0 }
+
 // timerArm programs an interrupt at monotonic time ns (0: none).
 func timerArm(ns uint64) {
+	if ns == timerArmed && (ns == 0 || ns > nanotime()) {
+		return
+	}
+	timerArmed = ns
 	if ns == 0 {
 		lapicW(lapicTICR, 0)
 		return

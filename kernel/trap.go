@@ -64,6 +64,7 @@ func irq(c *percpu, f *TrapFrame, inThread bool) {
 	if f.Vector != timerVector {
 		return
 	}
+	timerFired()
 	now := nanotime()
 	expireTimers(now)
 	if inThread && runqLen > 0 && now >= c.sliceEnd {
