@@ -14,6 +14,7 @@ const debugExitPort = 0xf4
 var platformShutdown func(code int)
 
 func powerOff(code int) {
+	profReport()
 	if verbose && platformShutdown == nil {
 		kprint("unikgo: exit status ")
 		kprintDec(uint64(code))

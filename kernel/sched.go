@@ -158,6 +158,7 @@ func schedule(c *percpu, f *TrapFrame) {
 		c.fx = c.idleFX
 		c.ufs = c.kfs
 		c.idleReq = 1
+		profGoIdle()
 		return
 	}
 	load(c, i, f)
@@ -183,6 +184,7 @@ func idlePoll() uintptr {
 	var ret uintptr
 	if i := runqPop(); i >= 0 {
 		f := (*TrapFrame)(ptr(c.idleFrm))
+		profWake()
 		load(c, i, f)
 		deliverSignals(c, f)
 		ret = c.idleFrm
@@ -220,6 +222,9 @@ func armTimer(c *percpu) {
 	}
 	if c.cur >= 0 && runqLen > 0 && (next == 0 || c.sliceEnd < next) {
 		next = c.sliceEnd
+	}
+	if profiling {
+		next = profNextTick(next, nanotime())
 	}
 	timerArm(next)
 }

@@ -114,6 +114,10 @@ func kernelMain() {
 	strace = line.Option("strace")
 	quiet = line.Option("quiet")
 	bootTime = line.Option("boottime")
+	if line.Option("profile") {
+		profiling = true
+		profStart = x86.RDTSC()
+	}
 	if line.Option("faulttest") {
 		// Exercises the kernel-fault report (registers, symbolized
 		// backtrace, exit status 125) in the boot tests.

@@ -11,6 +11,11 @@ import (
 // may rewrite *f to resume a different thread.
 func trap(f *TrapFrame) {
 	c := &cpus[0]
+	var t0 uint64
+	vec, nr := f.Vector, f.RAX
+	if profiling {
+		t0 = x86.RDTSC()
+	}
 	if c.idling != 0 {
 		// Interrupted the idle loop: handle the event; idlePoll picks a
 		// thread when we return there.
@@ -36,6 +41,9 @@ func trap(f *TrapFrame) {
 	}
 	deliverSignals(c, f)
 	armTimer(c)
+	if profiling {
+		profTrap(vec, nr, t0)
+	}
 	c.nest--
 }
 
@@ -65,6 +73,9 @@ func irq(c *percpu, f *TrapFrame, inThread bool) {
 		return
 	}
 	timerFired()
+	if profiling && inThread {
+		profSample(uintptr(f.RIP))
+	}
 	now := nanotime()
 	expireTimers(now)
 	if inThread && runqLen > 0 && now >= c.sliceEnd {
@@ -285,9 +296,8 @@ func lostFaultAddress(c *percpu, f *TrapFrame) uintptr {
 	if f.RIP >= pageSize && f.RIP+insn.MaxLen <= uint64(identTop) {
 		const digits = "0123456789abcdef"
 		for _, b := range userBytes(uintptr(f.RIP), insn.MaxLen) {
-			kprint(" ")
-			putc(digits[b>>4])
-			putc(digits[b&15])
+			h := [3]byte{' ', digits[b>>4], digits[b&15]}
+			consoleWrite(h[:])
 		}
 	}
 	kprint("\n")

@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -203,6 +205,38 @@ func TestAsyncPreemption(t *testing.T) {
 	expect(t, r, 0, "preempt: ok\n")
 	if n := strings.Count(r.out, "beside a spinning goroutine took"); n != 5 {
 		t.Errorf("%d GC rounds reported, want 5", n)
+	}
+}
+
+// TestProfile runs the spinning program of TestAsyncPreemption with the
+// kernel's profiler: at exit the console carries the time split, the
+// kernel's table by system call and trap, and the program's table by
+// function, where the spinning goroutine must come first.
+func TestProfile(t *testing.T) {
+	t.Parallel()
+	r := boot(t, image(t, "./qemu-tests/boot/testdata/preempt"), "unikgo.profile preempt", 2*time.Minute)
+	expect(t, r, 0, "preempt: ok\n", "unikgo: profile: ", "unikgo: profile: kernel, by system call and trap",
+		"unikgo: profile: program, by function (% of samples):\n")
+	m := regexp.MustCompile(`unikgo: profile: ([0-9.]+) s: kernel ([0-9.]+)%, idle ([0-9.]+)%, program the rest; (\d+) samples`).FindStringSubmatch(r.out)
+	if m == nil {
+		t.Fatalf("no profile summary line:\n%s", r.out)
+	}
+	secs, _ := strconv.ParseFloat(m[1], 64)
+	kern, _ := strconv.ParseFloat(m[2], 64)
+	idle, _ := strconv.ParseFloat(m[3], 64)
+	samples, _ := strconv.Atoi(m[4])
+	// 1 kHz samples of a program that spins for most of its run.
+	if secs <= 0 || kern+idle > 100 || samples < int(secs*1000/4) {
+		t.Errorf("implausible summary %q: %.3f s, kernel %.3f%%, idle %.3f%%, %d samples", m[0], secs, kern, idle, samples)
+	}
+	top := regexp.MustCompile(`by function \(% of samples\):\n +([0-9.]+)% (\S+)\n`).FindStringSubmatch(r.out)
+	if top == nil || top[2] != "main.main.func1" {
+		t.Errorf("the spinning goroutine (main.main.func1) is not the program's top function:\n%s", r.out)
+	} else if share, _ := strconv.ParseFloat(top[1], 64); share < 50 {
+		t.Errorf("the spinning goroutine has %.3f%% of the samples, want most", share)
+	}
+	if !regexp.MustCompile(`\n  (clock_gettime|vector 32|futex|nanosleep) [0-9.]+% \d+ [0-9.]+\n`).MatchString(r.out) {
+		t.Errorf("kernel table lacks the calls this program makes:\n%s", r.out)
 	}
 }
 

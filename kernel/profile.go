@@ -1,0 +1,190 @@
+package kernel
+
+import "github.com/unikgo/unikgo/x86"
+
+// The unikgo.profile option: where the vCPU's time goes, printed on the
+// console when the program ends. The kernel's share is measured exactly
+// (TSC at each trap's entry and exit, by system call and by vector); idle
+// is the time halted; the program's share is sampled at 1 kHz from the
+// timer interrupt, by function. It answers "why is this slow" in a guest
+// without a profiler of its own (Go's pprof needs SIGPROF timers, which
+// the kernel does not emulate).
+
+var profiling bool
+
+const (
+	profTick = 1_000_000 // ns between samples
+	profTop  = 20        // lines per table
+)
+
+type profCount struct{ n, cycles uint64 }
+
+var (
+	profStart     uint64 // TSC when profiling began
+	profKernel    uint64 // cycles in traps taken from threads
+	profIdle      uint64 // cycles halted
+	profIdleSince uint64 // TSC when the CPU last went idle, 0 when busy
+	profSys       [512]profCount
+	profVec       [256]profCount // traps other than system calls
+	profSamples   uint64         // samples taken in thread code
+	profMissed    uint64         // samples whose function table was full
+	profFns       [4096]struct {
+		fn uintptr // _func address in the pclntab
+		n  uint64
+	}
+)
+
+// profTrap accounts a trap that began at TSC t0 and is now done: a system
+// call nr (vec = vecSyscall) or an exception or interrupt.
+func profTrap(vec, nr, t0 uint64) {
+	d := x86.RDTSC() - t0
+	profKernel += d
+	if vec == vecSyscall {
+		if nr < uint64(len(profSys)) {
+			profSys[nr].n++
+			profSys[nr].cycles += d
+		}
+		return
+	}
+	profVec[vec&255].n++
+	profVec[vec&255].cycles += d
+}
+
+// profGoIdle and profWake bracket the time the CPU halts.
+func profGoIdle() {
+	if profiling && profIdleSince == 0 {
+		profIdleSince = x86.RDTSC()
+	}
+}
+
+func profWake() {
+	if profiling && profIdleSince != 0 {
+		profIdle += x86.RDTSC() - profIdleSince
+		profIdleSince = 0
+	}
+}
+
+// profSample records the program's PC at a timer interrupt.
+func profSample(pc uintptr) {
+	profSamples++
+	s, ok := loadSymtab()
+	if !ok {
+		return
+	}
+	fn := s.findFunc(pc)
+	h := (fn >> 3) * 0x9e3779b97f4a7c15 >> 52 // 12 bits
+	for i := uintptr(0); i < uintptr(len(profFns)); i++ {
+		e := &profFns[(h+i)%uintptr(len(profFns))]
+		if e.fn == fn || e.fn == 0 {
+			e.fn = fn
+			e.n++
+			return
+		}
+	}
+	profMissed++
+}
+
+// profNextTick bounds the timer's next deadline so that samples keep
+// coming: the next whole millisecond, the same within one, so the timer is
+// not rewritten by every trap.
+func profNextTick(next, now uint64) uint64 {
+	t := (now/profTick + 1) * profTick
+	if next == 0 || t < next {
+		return t
+	}
+	return next
+}
+
+func percent(part, whole uint64) {
+	if whole == 0 {
+		whole = 1
+	}
+	kprintMilli(part * 100_000 / whole)
+}
+
+// profReport prints the tables.
+func profReport() {
+	if !profiling {
+		return
+	}
+	profiling = false
+	profWake()
+	total := x86.RDTSC() - profStart
+	kprint("unikgo: profile: ")
+	kprintMilli(total * 1000 / tscHz)
+	kprint(" s: kernel ")
+	percent(profKernel, total)
+	kprint("%, idle ")
+	percent(profIdle, total)
+	kprint("%, program the rest; ")
+	kprintDec(profSamples)
+	kprint(" samples of the program\n")
+	kprint("unikgo: profile: kernel, by system call and trap (% of all time, count, us each):\n")
+	for k := 0; k < profTop; k++ {
+		best, bestVec := -1, false
+		var bc uint64
+		for i := range profSys {
+			if profSys[i].cycles > bc {
+				best, bestVec, bc = i, false, profSys[i].cycles
+			}
+		}
+		for i := range profVec {
+			if profVec[i].cycles > bc {
+				best, bestVec, bc = i, true, profVec[i].cycles
+			}
+		}
+		if best < 0 {
+			break
+		}
+		e := &profSys[best]
+		kprint("  ")
+		if bestVec {
+			e = &profVec[best]
+			kprint("vector ")
+			kprintDec(uint64(best))
+		} else if best < len(syscallNames) && syscallNames[best] != "" {
+			kprint(syscallNames[best])
+		} else {
+			kprint("syscall ")
+			kprintDec(uint64(best))
+		}
+		kprint(" ")
+		percent(e.cycles, total)
+		kprint("% ")
+		kprintDec(e.n)
+		kprint(" ")
+		kprintMilli(e.cycles * 1000 / max(tscHz/1e6, 1) / e.n) // ns, shown as us
+		kprint("\n")
+		e.cycles = 0
+	}
+	kprint("unikgo: profile: program, by function (% of samples):\n")
+	s, ok := loadSymtab()
+	for k := 0; k < profTop && ok; k++ {
+		best := -1
+		var bn uint64
+		for i := range profFns {
+			if profFns[i].n > bn {
+				best, bn = i, profFns[i].n
+			}
+		}
+		if best < 0 {
+			break
+		}
+		e := &profFns[best]
+		kprint("  ")
+		percent(e.n, profSamples)
+		kprint("% ")
+		if e.fn == 0 {
+			kprint("(unknown)")
+		} else {
+			kprint(cstring(s.names + uintptr(rd32(e.fn+fnNameOff))))
+		}
+		kprint("\n")
+		e.n = 0
+	}
+	if profMissed > 0 {
+		kprint("  (")
+		kprintDec(profMissed)
+		kprint(" samples in functions past the table)\n")
+	}
+}
