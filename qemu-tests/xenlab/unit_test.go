@@ -66,6 +66,7 @@ kernel = "/lab/images/fw.kernel"
 extra = "debug"
 memory = 32
 vcpus = 1
+tsc_mode = "native"
 on_poweroff = "destroy"
 on_reboot = "destroy"
 on_crash = "destroy"
