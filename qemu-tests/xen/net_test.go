@@ -3,6 +3,7 @@ package xen_test
 import (
 	"context"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +139,77 @@ func TestHTTPPVH(t *testing.T) {
 /tmp/netpeer get "http://10.0.0.9/get?url=http://10.0.0.1:8000/x"; kill $P`)
 	if !strings.Contains(got, "a page in dom0") {
 		t.Errorf("the guest's client fetching from dom0 got:\n%s", got)
+	}
+}
+
+var statsRE = regexp.MustCompile(`heap (\d+) goroutines (\d+)`)
+
+// TestHostileFramesPVH floods a unikgo guest's vif from dom0 with 20 000
+// hostile raw frames (runts, full-size and oversize frames; IPv4 and IPv6
+// headers with lying lengths, ARP and unknown EtherTypes over random
+// bytes), with the vif's MTU raised so that jumbo frames arrive in several
+// slots. The guest must stay up, still answer ping and TCP both ways, and
+// keep its heap and goroutine count (measured after a GC by the guest
+// itself) where they were.
+func TestHostileFramesPVH(t *testing.T) {
+	l := lab(t)
+	img := image(t, "./qemu-tests/xen/testdata/netpeer")
+	install := netpeer(t, l)
+	labMu.Lock()
+	defer labMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cfg := xenlab.GuestConfig{Name: "flood", Type: xenlab.PVH, Kernel: img, MemoryMiB: 128, NICs: 1,
+		Cmdline: "ip=10.0.0.12/24 netpeer servers :5001 :5002 :5003"}
+	g, err := l.Create(ctx, cfg)
+	if err != nil {
+		t.Fatalf("creating guest: %v", err)
+	}
+	defer g.Destroy(context.Background())
+	if _, err := g.WaitConsole(ctx, regexp.MustCompile(`netpeer: stats on`)); err != nil {
+		t.Fatalf("%v\nconsole:\n%s", err, g.Console())
+	}
+	run := func(what, script string) string {
+		t.Helper()
+		out, err := l.MustSucceed(ctx, script)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s\nconsole:\n%s", what, err, out, g.Console())
+		}
+		return out
+	}
+	stats := func() (heap, gs int) {
+		t.Helper()
+		out := run("stats", "/tmp/netpeer stats 10.0.0.12:5003")
+		m := statsRE.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("stats: %q", out)
+		}
+		heap, _ = strconv.Atoi(m[1])
+		gs, _ = strconv.Atoi(m[2])
+		return heap, gs
+	}
+	traffic := "/tmp/netpeer send 10.0.0.12:5001 4 && /tmp/netpeer recv 10.0.0.12:5002 4 && busybox ping -c 2 -W 5 10.0.0.12"
+	run("installing netpeer", install)
+	run("traffic before", traffic)
+	heap0, gs0 := stats()
+	out := run("flood", `set -e
+d=$(xl domid flood); v=vif$d.0
+ip link set $v mtu 9000 || echo "mtu stays $(cat /sys/class/net/$v/mtu)"
+/tmp/netpeer flood $v `+cfg.MAC(0)+` 20000 1`)
+	t.Logf("%s", strings.TrimSpace(out))
+	if !strings.Contains(out, "flood: ") {
+		t.Fatalf("flood: %s", out)
+	}
+	run("traffic after", traffic)
+	heap1, gs1 := stats()
+	t.Logf("guest heap in use %d → %d bytes, goroutines %d → %d", heap0, heap1, gs0, gs1)
+	if heap1 > heap0+8<<20 {
+		t.Errorf("heap grew by %d bytes over the flood", heap1-heap0)
+	}
+	if gs1 > gs0+4 {
+		t.Errorf("goroutines grew from %d to %d over the flood", gs0, gs1)
+	}
+	if con := g.Console(); strings.Contains(con, "panic") || strings.Contains(con, "fatal error") {
+		t.Errorf("guest console:\n%s", con)
 	}
 }
