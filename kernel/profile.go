@@ -27,6 +27,9 @@ var (
 	profSys       [512]profCount
 	profVec       [256]profCount // traps other than system calls
 	profSamples   uint64         // samples taken in thread code
+	profResumed   uint64         // samples at the PC a trap just returned to
+	profExitRIP   uint64         // where the last trap returned to
+	profExitTSC   uint64         // and when
 	profMissed    uint64         // samples whose function table was full
 	profFns       [4096]struct {
 		fn uintptr // _func address in the pclntab
@@ -34,10 +37,12 @@ var (
 	}
 )
 
-// profTrap accounts a trap that began at TSC t0 and is now done: a system
-// call nr (vec = vecSyscall) or an exception or interrupt.
-func profTrap(vec, nr, t0 uint64) {
-	d := x86.RDTSC() - t0
+// profTrap accounts a trap that began at TSC t0 and now returns to rip: a
+// system call nr (vec = vecSyscall) or an exception or interrupt.
+func profTrap(vec, nr, t0, rip uint64) {
+	now := x86.RDTSC()
+	profExitRIP, profExitTSC = rip, now
+	d := now - t0
 	profKernel += d
 	if vec == vecSyscall {
 		if nr < uint64(len(profSys)) {
@@ -64,8 +69,17 @@ func profWake() {
 	}
 }
 
-// profSample records the program's PC at a timer interrupt.
+// profSample records the program's PC at a timer interrupt. An interrupt
+// pending while the kernel ran is taken the moment the thread resumes, at
+// the PC the trap returned to (typically just past a SYSCALL): that is
+// kernel time's echo, not the program's, and counted apart. A tight loop
+// may be sampled at that PC too, but not within a tenth of a sample
+// period of the trap.
 func profSample(pc uintptr) {
+	if uint64(pc) == profExitRIP && x86.RDTSC()-profExitTSC < tscHz/10_000 {
+		profResumed++
+		return
+	}
 	profSamples++
 	s, ok := loadSymtab()
 	if !ok {
@@ -118,7 +132,9 @@ func profReport() {
 	percent(profIdle, total)
 	kprint("%, program the rest; ")
 	kprintDec(profSamples)
-	kprint(" samples of the program\n")
+	kprint(" samples of the program (")
+	kprintDec(profResumed)
+	kprint(" more taken as it resumed from a trap, left out)\n")
 	kprint("unikgo: profile: kernel, by system call and trap (% of all time, count, us each):\n")
 	for k := 0; k < profTop; k++ {
 		best, bestVec := -1, false

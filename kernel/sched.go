@@ -1,6 +1,10 @@
 package kernel
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/unikgo/unikgo/x86"
+)
 
 // Threads are the Linux threads the Go runtime creates with clone (its Ms).
 // The kernel keeps no per-thread kernel stack: a system call either
@@ -187,6 +191,9 @@ func idlePoll() uintptr {
 		profWake()
 		load(c, i, f)
 		deliverSignals(c, f)
+		if profiling {
+			profExitRIP, profExitTSC = f.RIP, x86.RDTSC()
+		}
 		ret = c.idleFrm
 	}
 	armTimer(c)

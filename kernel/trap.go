@@ -42,7 +42,7 @@ func trap(f *TrapFrame) {
 	deliverSignals(c, f)
 	armTimer(c)
 	if profiling {
-		profTrap(vec, nr, t0)
+		profTrap(vec, nr, t0, f.RIP)
 	}
 	c.nest--
 }
