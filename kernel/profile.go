@@ -29,7 +29,7 @@ var (
 	profSamples   uint64         // samples taken in thread code
 	profResumed   uint64         // samples at the PC a trap just returned to
 	profExitRIP   uint64         // where the last trap returned to
-	profExitTSC   uint64         // and when
+	profEcho      bool           // the timer was due as that trap returned
 	profMissed    uint64         // samples whose function table was full
 	profFns       [4096]struct {
 		fn uintptr // _func address in the pclntab
@@ -40,9 +40,8 @@ var (
 // profTrap accounts a trap that began at TSC t0 and now returns to rip: a
 // system call nr (vec = vecSyscall) or an exception or interrupt.
 func profTrap(vec, nr, t0, rip uint64) {
-	now := x86.RDTSC()
-	profExitRIP, profExitTSC = rip, now
-	d := now - t0
+	profResume(rip)
+	d := x86.RDTSC() - t0
 	profKernel += d
 	if vec == vecSyscall {
 		if nr < uint64(len(profSys)) {
@@ -54,6 +53,16 @@ func profTrap(vec, nr, t0, rip uint64) {
 	profVec[vec&255].n++
 	profVec[vec&255].cycles += d
 }
+
+// profResume notes where and how a trap returns to a thread.
+func profResume(rip uint64) {
+	profExitRIP = rip
+	profEcho = timerArmed != 0 && timerArmed <= nanotime()+profEchoWindow
+}
+
+// profEchoWindow: a deadline this close when a trap returns fires as the
+// thread resumes, before it has run.
+const profEchoWindow = 20_000 // ns
 
 // profGoIdle and profWake bracket the time the CPU halts.
 func profGoIdle() {
@@ -72,11 +81,12 @@ func profWake() {
 // profSample records the program's PC at a timer interrupt. An interrupt
 // pending while the kernel ran is taken the moment the thread resumes, at
 // the PC the trap returned to (typically just past a SYSCALL): that is
-// kernel time's echo, not the program's, and counted apart. A tight loop
-// may be sampled at that PC too, but not within a tenth of a sample
-// period of the trap.
+// kernel time's echo, not the program's, and counted apart. The kernel
+// knows when that happens: the timer was due (or about to be) as the trap
+// returned, which under Xen is common, traps there taking tens of
+// microseconds and the interrupt's injection more.
 func profSample(pc uintptr) {
-	if uint64(pc) == profExitRIP && x86.RDTSC()-profExitTSC < tscHz/10_000 {
+	if profEcho && uint64(pc) == profExitRIP {
 		profResumed++
 		return
 	}

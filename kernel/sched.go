@@ -1,10 +1,6 @@
 package kernel
 
-import (
-	"unsafe"
-
-	"github.com/unikgo/unikgo/x86"
-)
+import "unsafe"
 
 // Threads are the Linux threads the Go runtime creates with clone (its Ms).
 // The kernel keeps no per-thread kernel stack: a system call either
@@ -191,12 +187,12 @@ func idlePoll() uintptr {
 		profWake()
 		load(c, i, f)
 		deliverSignals(c, f)
-		if profiling {
-			profExitRIP, profExitTSC = f.RIP, x86.RDTSC()
-		}
 		ret = c.idleFrm
 	}
 	armTimer(c)
+	if profiling && ret != 0 {
+		profResume((*TrapFrame)(ptr(ret)).RIP)
+	}
 	c.nest--
 	return ret
 }
