@@ -32,3 +32,70 @@ type NIC interface {
 
 // ErrDown is returned by a NIC whose device went away or was closed.
 var ErrDown = errors.New("netdev: the network device is down")
+
+// GSOType says how a NIC is to cut a large frame into segments.
+type GSOType uint8
+
+// GSO types.
+const (
+	// GSONone: the frame is sent (or was received) as it is.
+	GSONone GSOType = iota
+	// GSOTCPv4 and GSOTCPv6: a TCP segment over IPv4 or IPv6 longer than
+	// the MTU, to be cut into segments of Meta.GSOSize payload bytes
+	// (Linux's TSO; on receive, segments the peer coalesced).
+	GSOTCPv4
+	GSOTCPv6
+)
+
+// Meta is what travels with a frame besides its bytes when offloads are
+// on (see OffloadNIC). The zero Meta is an ordinary frame with complete
+// checksums.
+type Meta struct {
+	// GSOType and GSOSize (the TCP payload bytes per segment, the MSS)
+	// describe a frame larger than the MTU. GSOSize is non-zero exactly
+	// when GSOType is not GSONone.
+	GSOType GSOType
+	GSOSize uint16
+	// NeedsCsum: the frame's TCP or UDP checksum field holds only the
+	// checksum of the pseudo-header, its length included (Linux's
+	// CHECKSUM_PARTIAL); the NIC or whoever receives the frame completes
+	// it. Every GSO frame has it.
+	NeedsCsum bool
+	// CsumValidated (receive only): the device or the peer checked the
+	// frame's TCP or UDP checksum, or the frame never left the host.
+	CsumValidated bool
+}
+
+// Offloads is what an OffloadNIC does. It does not change during the
+// NIC's lifetime.
+type Offloads struct {
+	// TxCsum: TransmitMeta takes TCP frames with Meta.NeedsCsum.
+	TxCsum bool
+	// TxTCPv4 and TxTCPv6: TransmitMeta takes GSO frames of that type
+	// (they also need TxCsum).
+	TxTCPv4, TxTCPv6 bool
+	// Rx: ReceiveMeta may return frames with NeedsCsum, CsumValidated or
+	// a GSO type, up to MaxRxFrame bytes.
+	Rx bool
+	// MaxTxFrame is the largest frame, Ethernet header included, that
+	// TransmitMeta takes with a GSO type; MaxRxFrame the largest that
+	// ReceiveMeta returns. Both are at least the MTU's frame.
+	MaxTxFrame, MaxRxFrame int
+}
+
+// OffloadNIC is a NIC that can move frames larger than its MTU and
+// frames with partial checksums: checksum and segmentation offload. Its
+// users find it by a type assertion; a NIC without it offloads nothing.
+type OffloadNIC interface {
+	NIC
+	// Offloads says which Meta TransmitMeta takes and ReceiveMeta
+	// returns.
+	Offloads() Offloads
+	// TransmitMeta is Transmit for a frame described by m. A frame with
+	// an offload the NIC does not (or no longer) do is refused with an
+	// error, never sent broken.
+	TransmitMeta(ctx context.Context, frame []byte, m Meta) error
+	// ReceiveMeta is Receive, returning the frame's Meta too. buf should
+	// hold Offloads().MaxRxFrame bytes.
+	ReceiveMeta(ctx context.Context, buf []byte) (int, Meta, error)
+}

@@ -97,6 +97,13 @@ const (
 	ExtraFlagMore = 1
 )
 
+// GSO types of an ExtraGSO slot (XEN_NETIF_GSO_TYPE_*).
+const (
+	GSOTypeNone  = 0
+	GSOTypeTCPv4 = 1
+	GSOTypeTCPv6 = 2
+)
+
 // Status is a response status (XEN_NETIF_RSP_*). In an rx response a
 // non-negative status is the number of bytes in the slot.
 type Status int16

@@ -49,14 +49,19 @@ func TestLayout(t *testing.T) {
 		"NETRXF_data_validated": RxDataValidated, "NETRXF_csum_blank": RxCsumBlank,
 		"NETRXF_more_data": RxMoreData, "NETRXF_extra_info": RxExtraInfo, "NETRXF_gso_prefix": RxGSOPrefix,
 		"DROPPED": int(StatusDropped), "ERROR": int(StatusError), "OKAY": int(StatusOkay), "NULL": int(StatusNull),
-		"XEN_NETIF_NR_SLOTS_MIN": SlotsMin,
+		"XEN_NETIF_NR_SLOTS_MIN":  SlotsMin,
+		"XEN_NETIF_GSO_TYPE_NONE": GSOTypeNone, "XEN_NETIF_GSO_TYPE_TCPV4": GSOTypeTCPv4,
+		"XEN_NETIF_GSO_TYPE_TCPV6": GSOTypeTCPv6, "XEN_NETIF_EXTRA_TYPE_GSO": ExtraGSO,
+		"XEN_NETIF_EXTRA_FLAG_MORE": ExtraFlagMore, "XEN_NETIF_MAX_TX_SIZE": MaxTxSize,
 	}
 	wantFlags := map[string]int{
 		"NETTXF_csum_blank": 1, "NETTXF_data_validated": 2, "NETTXF_more_data": 4, "NETTXF_extra_info": 8,
 		"NETRXF_data_validated": 1, "NETRXF_csum_blank": 2, "NETRXF_more_data": 4, "NETRXF_extra_info": 8,
 		"NETRXF_gso_prefix": 16,
 		"DROPPED":           -2, "ERROR": -1, "OKAY": 0, "NULL": 1,
-		"XEN_NETIF_NR_SLOTS_MIN": 18,
+		"XEN_NETIF_NR_SLOTS_MIN":  18,
+		"XEN_NETIF_GSO_TYPE_NONE": 0, "XEN_NETIF_GSO_TYPE_TCPV4": 1, "XEN_NETIF_GSO_TYPE_TCPV6": 2,
+		"XEN_NETIF_EXTRA_TYPE_GSO": 1, "XEN_NETIF_EXTRA_FLAG_MORE": 1, "XEN_NETIF_MAX_TX_SIZE": 0xFFFF,
 	}
 	if diff := cmp.Diff(wantFlags, flags); diff != "" {
 		t.Errorf("netif constants (-want +got):\n%s", diff)
