@@ -77,7 +77,7 @@ func BenchmarkScanRx(b *testing.B) {
 	}{{"one slot", one}, {"three slots", chain}} {
 		b.Run(tc.name, func(b *testing.B) {
 			for range b.N {
-				if s := scanRx(tc.raw, 7, 9018); s.bad != nil || !s.complete {
+				if s := scanRx(tc.raw, 7, 9018, false); s.bad != nil || !s.complete {
 					b.Fatal(s.bad)
 				}
 			}

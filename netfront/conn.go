@@ -23,6 +23,11 @@ type conn struct {
 	refs         int // ring pages granted (0, 1 or 2)
 	ch           EventChannel
 	sg           bool // the backend takes multi-slot packets
+	gso4, gso6   bool // the backend takes GSO packets of that type (with Config.Offload)
+	offload      bool // the backend may send partial checksums and GSO packets
+	// nullDue is how many NULL tx responses the extra info slots on the
+	// ring still have coming.
+	nullDue int
 
 	// rxPosted is the buffer and grant of each rx request on the ring,
 	// by ring index: responses answer requests in ring order.
@@ -78,6 +83,7 @@ func (n *NIC) connect(ctx context.Context, reconnecting bool) (*conn, error) {
 		// backend that comes back with others does not change them.
 		n.mac, n.mtu = p.mac, p.mtu
 		n.maxFrame = EthHeader + VLANTag + p.mtu
+		n.off = offloads(n.cfg, p, n.maxFrame)
 	}
 	c, err := n.newConn(p.sg)
 	if err != nil {
@@ -94,6 +100,14 @@ func (n *NIC) connect(ctx context.Context, reconnecting bool) (*conn, error) {
 		keyRxNotify:      "1",
 		keySG:            "1",
 		keyNoCsumOffload: "1",
+	}
+	if n.cfg.Offload {
+		c.offload = true
+		c.gso4, c.gso6 = p.gso4, p.gso6
+		keys[keyNoCsumOffload] = "0"
+		keys[keyGSOTCPv4] = "1"
+		keys[keyGSOTCPv6] = "1"
+		keys[keyIPv6Csum] = "1"
 	}
 	published := false
 	fail := func(err error) (*conn, error) {

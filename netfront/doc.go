@@ -12,9 +12,24 @@
 // tx-ring-ref, rx-ring-ref, event-channel, request-rx-copy=1,
 // feature-rx-notify=1, feature-sg=1 and feature-no-csum-offload=1 with
 // state Connected in one transaction, and wait for the backend to be
-// Connected. One queue, no split event channels, no offloads: the backend
-// is asked for complete checksums and no GSO, so every frame travels
-// whole and checked.
+// Connected. One queue, no split event channels. Without
+// Config.Offload the backend is asked for complete checksums and no GSO,
+// so every frame travels whole and checked.
+//
+// Offload (Config.Offload), negotiated as Linux netfront does
+// (xennet_fix_features, talk_to_netback): the frontend also publishes
+// feature-gso-tcpv4=1, feature-gso-tcpv6=1, feature-ipv6-csum-offload=1
+// and feature-no-csum-offload=0, so the backend may send partial
+// checksums (NETRXF_csum_blank) and TCP packets of up to 64 KiB with a
+// GSO extra info slot; and if the backend offers feature-sg and
+// feature-gso-tcpv4/v6, TransmitMeta sends TCP segments of up to 64 KiB
+// with a GSO extra info slot after the first request (type, MSS; never a
+// zero size, which netback takes for a fatal error) and
+// NETTXF_csum_blank|NETTXF_data_validated for partial checksums. The
+// backend answers an extra info slot with a NULL response, which is
+// expected exactly once per extra sent. What the first connection agreed
+// is the NIC's Offloads for its lifetime; a later backend that offers
+// less makes TransmitMeta refuse the frames it cannot send (ErrOffload).
 //
 // Receiving. Receive pages are granted writable to the backend one
 // request at a time; the backend copies a packet into them
@@ -22,9 +37,10 @@
 // before anything is delivered: its id must be the one of the request at
 // its ring index, its flags only those negotiated (more_data chains of at
 // most XEN_NETIF_NR_SLOTS_MIN slots; extra info is parsed to find the
-// packet's end and the packet dropped, as no extra was negotiated), its
+// packet's end and the packet dropped unless it is the one GSO extra
+// offload allows, with a TCPv4 or TCPv6 type and a non-zero size), its
 // offset and size within the page, and the frame an Ethernet header to
-// MTU+18 bytes. The grants are revoked before the frame is queued for
+// MTU+18 bytes (MaxRxGSOFrame for a GSO packet). The grants are revoked before the frame is queued for
 // Receive, so the backend can no longer change it; a page whose grant the
 // backend still holds is quarantined and its packet dropped. Receive
 // copies the frame out and posts the pages again. Dropped packets are

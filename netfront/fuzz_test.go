@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/unikgo/unikgo/kernel/dma/dmatest"
+	"github.com/unikgo/unikgo/netdev"
 	"github.com/unikgo/unikgo/xenpv/ring"
 	"github.com/unikgo/unikgo/xenpv/xenstore/xenbus"
 )
@@ -89,8 +90,20 @@ func (f *fuzzNIC) checkRx(t *testing.T) {
 			seen[s.buf] = true
 			sum += int(s.len)
 		}
-		if sum != p.length || p.length < EthHeader || p.length > n.maxFrame || p.n > SlotsMin {
-			t.Fatalf("queued frame of %d bytes in %d segments summing to %d", p.length, p.n, sum)
+		limit := n.maxFrame
+		if p.meta.GSOType != netdev.GSONone {
+			limit = MaxRxGSOFrame
+		}
+		if sum != p.length || p.length < EthHeader || p.length > limit || p.n > SlotsMin {
+			t.Fatalf("queued frame of %d bytes in %d segments summing to %d (meta %+v)", p.length, p.n, sum, p.meta)
+		}
+		switch {
+		case !f.c.offload && p.meta != (netdev.Meta{}):
+			t.Fatalf("offload off, frame with meta %+v", p.meta)
+		case (p.meta.GSOType == netdev.GSONone) != (p.meta.GSOSize == 0):
+			t.Fatalf("frame with meta %+v", p.meta)
+		case p.meta.GSOType > netdev.GSOTCPv6:
+			t.Fatalf("frame with meta %+v", p.meta)
 		}
 		held += p.n
 		n.rxReady <- p
@@ -128,12 +141,39 @@ func FuzzRxResponses(f *testing.F) {
 	f.Add(rxFuzzInput(2, all, 2, slot(RxResponse{Status: 60}), slot(RxResponse{Flags: RxCsumBlank, Status: 60})))
 	f.Add(rxFuzzInput(33, all, 0))
 	f.Add(rxFuzzInput(0xfffffff0, 0, 0))
+	// Offload: a GSO packet (extra, then 17 more data slots), csum flags,
+	// a zero GSO size, a bad GSO type, two GSO extras, csum_blank past
+	// the first slot.
+	gso := []([RxResponseSize]byte){slot(RxResponse{Flags: RxExtraInfo | RxMoreData | RxCsumBlank | RxDataValidated, Status: 4096}),
+		extraSlot(Extra{Type: ExtraGSO, GSOSize: 1448, GSOType: GSOTypeTCPv4})}
+	for i := range 16 {
+		fl := uint16(RxMoreData)
+		if i == 15 {
+			fl = 0
+		}
+		gso = append(gso, slot(RxResponse{Flags: fl, Status: 4096}))
+	}
+	f.Add(rxFuzzInput(18, ^uint32(2), 0, gso...))
+	f.Add(rxFuzzInput(2, 1, 0, slot(RxResponse{Flags: RxExtraInfo | RxCsumBlank, Status: 60}), extraSlot(Extra{Type: ExtraGSO, GSOType: GSOTypeTCPv6})))
+	f.Add(rxFuzzInput(2, 1, 0, slot(RxResponse{Flags: RxExtraInfo, Status: 60}), extraSlot(Extra{Type: ExtraGSO, GSOSize: 1, GSOType: 3})))
+	f.Add(rxFuzzInput(3, 1, 0, slot(RxResponse{Flags: RxExtraInfo, Status: 60}), extraSlot(Extra{Type: ExtraGSO, Flags: ExtraFlagMore, GSOSize: 1, GSOType: 1}), extraSlot(Extra{Type: ExtraGSO, GSOSize: 1, GSOType: 1})))
+	f.Add(rxFuzzInput(2, all, 0, slot(RxResponse{Flags: RxMoreData, Status: 60}), slot(RxResponse{Flags: RxCsumBlank, Status: 60})))
 	f.Fuzz(func(t *testing.T, in []byte) {
+		for _, offload := range []bool{false, true} {
+			fuzzRx(t, in, offload)
+		}
+	})
+}
+
+// fuzzRx is one run of FuzzRxResponses, with offloads negotiated or not.
+func fuzzRx(t *testing.T, in []byte, offload bool) {
+	{
 		if len(in) < 12 {
 			return
 		}
 		fz := newFuzzNIC(t, 32, 1, true)
 		n, c := fz.n, fz.c
+		c.offload = offload
 		prod := binary.LittleEndian.Uint32(in)
 		fix := binary.LittleEndian.Uint32(in[4:])
 		keep := binary.LittleEndian.Uint32(in[8:])
@@ -179,7 +219,7 @@ func FuzzRxResponses(f *testing.F) {
 			t.Fatalf("%d pages still quarantined", len(n.rxQuar))
 		}
 		fz.checkRx(t)
-	})
+	}
 }
 
 // FuzzTxResponses writes arbitrary responses and producer index into the
@@ -202,12 +242,14 @@ func FuzzTxResponses(f *testing.F) {
 		}
 		return b
 	}
-	// Frames in flight: 60 bytes in slot 0, 5000 in slots 1-2, 60 in 3
-	// (ids 0x100, 0x101, 0x102, 0x103).
-	f.Add(cat(4, 0, resp(0x100, 0), resp(0x101, 0), resp(0x102, 0), resp(0x103, 0)))
+	// Frames in flight: 60 bytes in slot 0 (ring index 0), a 5000-byte
+	// GSO frame in slots 1-2 (ring indexes 1, 3; its extra info at 2),
+	// 60 in slot 3 (ring index 4); ids 0x100, 0x101, 0x102, 0x103.
+	f.Add(cat(5, 0, resp(0x100, 0), resp(0x101, 0), resp(0, StatusNull), resp(0x102, 0), resp(0x103, 0)))
 	f.Add(cat(2, 0, resp(0x103, -1), resp(0x200, 0)))
-	f.Add(cat(4, 1, resp(0x100, 0), resp(0x100, 0), resp(0x1ff, 1), resp(7, 3)))
-	f.Add(cat(5, 0))
+	f.Add(cat(5, 1, resp(0x100, 0), resp(0x100, 0), resp(0x1ff, 1), resp(7, 3), resp(0, StatusNull)))
+	f.Add(cat(5, 0, resp(0, StatusNull), resp(0, StatusNull), resp(0, StatusNull), resp(0x102, 0), resp(0x103, 0)))
+	f.Add(cat(6, 0))
 	f.Add(cat(0xffffffff, 0))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) < 5 {
@@ -219,7 +261,11 @@ func FuzzTxResponses(f *testing.F) {
 		defer n.mu.Unlock()
 		for _, size := range []int{60, 5000, 60} {
 			k := (size + PageSize - 1) / PageSize
-			if err := n.sendLocked(c, frame(size, 1), k); err != nil {
+			var gso Extra
+			if size > PageSize {
+				gso = Extra{Type: ExtraGSO, GSOSize: 1448, GSOType: GSOTypeTCPv4}
+			}
+			if err := n.sendLocked(c, frame(size, 1), k, gso.GSOType != GSOTypeNone, gso); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -232,14 +278,14 @@ func FuzzTxResponses(f *testing.F) {
 		prod := binary.LittleEndian.Uint32(in)
 		slots := in[5:]
 		page := fz.ringMem(0)
-		for i := 0; i < 4 && i*TxResponseSize < len(slots); i++ {
+		for i := 0; i < 5 && i*TxResponseSize < len(slots); i++ {
 			copy(page[ring.HeaderSize+i*TxRequestSize:][:TxResponseSize], slots[i*TxResponseSize:])
 		}
 		c.tx.Shared().Store(ring.RspProd, prod)
 		n.serviceLocked(c)
-		if prod > 4 {
+		if prod > 5 {
 			if !errors.Is(n.failed, ErrBackendBroken) {
-				t.Fatalf("rsp_prod %d with 4 requests accepted", prod)
+				t.Fatalf("rsp_prod %d with 5 requests accepted", prod)
 			}
 			return
 		}
@@ -266,9 +312,13 @@ func FuzzTxResponses(f *testing.F) {
 		if c.tx.Outstanding() == 0 && states[txInflight] != 0 {
 			t.Fatalf("%d slots in flight on an empty ring", states[txInflight])
 		}
-		// Each response naming no slot may leave one slot unanswered.
-		if states[txInflight] > c.tx.Outstanding()+int(n.stats.TxBad) {
-			t.Fatalf("%d slots in flight with %d requests outstanding and %d bad responses", states[txInflight], c.tx.Outstanding(), n.stats.TxBad)
+		// Each response naming no slot, and the NULL the extra info
+		// slot expects, may leave one slot unanswered.
+		if c.nullDue < 0 || c.nullDue > 1 {
+			t.Fatalf("%d NULL responses due, 1 extra info sent", c.nullDue)
+		}
+		if states[txInflight] > c.tx.Outstanding()+int(n.stats.TxBad)+1-c.nullDue {
+			t.Fatalf("%d slots in flight with %d requests outstanding, %d bad responses, %d NULLs", states[txInflight], c.tx.Outstanding(), n.stats.TxBad, 1-c.nullDue)
 		}
 	})
 }
@@ -281,7 +331,7 @@ func TestScanRxBounds(t *testing.T) {
 		raw = append(raw, slot(RxResponse{ID: uint16(i), Flags: RxMoreData, Status: 100}))
 	}
 	for k := 0; k <= len(raw); k++ {
-		s := scanRx(raw[:k], 0, 65535)
+		s := scanRx(raw[:k], 0, 65535, false)
 		if s.slots > k {
 			t.Fatalf("%d responses: scan claims %d slots", k, s.slots)
 		}

@@ -7,7 +7,7 @@ import (
 )
 
 // Frontend keys (io/netif.h; what Linux netfront's talk_to_netback
-// writes, minus the offloads the driver does not do).
+// writes, the offloads only with Config.Offload).
 const (
 	keyTxRingRef     = "tx-ring-ref"
 	keyRxRingRef     = "rx-ring-ref"
@@ -19,6 +19,13 @@ const (
 	// netback then drops IP_CSUM from the vif, so the host's stack
 	// checksums packets before they reach this domain.
 	keyNoCsumOffload = "feature-no-csum-offload"
+	// keyGSOTCPv4 and keyGSOTCPv6: in the backend's directory, it takes
+	// GSO packets of that type on the tx ring; in the frontend's, the
+	// frontend takes them on the rx ring (Linux netback then turns on
+	// TSO for the vif). keyIPv6Csum is keyNoCsumOffload=0 for IPv6.
+	keyGSOTCPv4 = "feature-gso-tcpv4"
+	keyGSOTCPv6 = "feature-gso-tcpv6"
+	keyIPv6Csum = "feature-ipv6-csum-offload"
 )
 
 // Keys the toolstack and the backend write.
@@ -40,7 +47,7 @@ const (
 )
 
 // backendKeys is every backend key read at connect time.
-var backendKeys = []string{keyRxCopy, keySG, keyMAC, keyMTU}
+var backendKeys = []string{keyRxCopy, keySG, keyMAC, keyMTU, keyGSOTCPv4, keyGSOTCPv6}
 
 // frontendKeys is every key read from the frontend's own directory.
 var frontendKeys = []string{keyMAC, keyMTU}
@@ -50,6 +57,9 @@ type params struct {
 	mac net.HardwareAddr
 	mtu int
 	sg  bool // the backend takes packets of several slots
+	// gso4 and gso6: the backend takes TCP GSO packets over IPv4, IPv6
+	// (only with sg: a GSO packet has several slots).
+	gso4, gso6 bool
 }
 
 func trunc(s string) string {
@@ -139,6 +149,13 @@ func parseParams(front, back map[string]string) (params, error) {
 	if p.sg, err = flag(keySG); err != nil {
 		return p, err
 	}
+	if p.gso4, err = flag(keyGSOTCPv4); err != nil {
+		return p, err
+	}
+	if p.gso6, err = flag(keyGSOTCPv6); err != nil {
+		return p, err
+	}
+	p.gso4, p.gso6 = p.gso4 && p.sg, p.gso6 && p.sg
 
 	macKey := "backend key " + keyMAC
 	mac, ok := back[keyMAC]

@@ -62,6 +62,16 @@ type Config struct {
 	// ReconnectTimeout bounds a reconnection (default
 	// DefaultReconnectTimeout).
 	ReconnectTimeout time.Duration
+	// Offload turns on checksum and segmentation offload, negotiated
+	// with the backend as Linux netfront does: the frontend takes
+	// partial checksums and GSO packets of up to 64 KiB on the rx ring
+	// (feature-gso-tcpv4/v6, feature-ipv6-csum-offload, no
+	// feature-no-csum-offload), and sends TCP segments of up to 64 KiB
+	// with a GSO extra info slot if the backend offers feature-sg and
+	// feature-gso-tcpv4/v6. The NIC is then a netdev.OffloadNIC whose
+	// Offloads say what the first connection agreed. Off, frames travel
+	// whole and checked, as before.
+	Offload bool
 }
 
 // Errors particular to this driver. netdev.ErrDown is returned as the
@@ -96,6 +106,11 @@ type Stats struct {
 	TxOrphans  uint64 // slots whose response never came (another took its place)
 	TxLinkDown uint64 // frames dropped while the backend was away
 	Reconnects uint64
+	// TxGSO counts GSO frames queued by TransmitMeta; RxGSO GSO frames
+	// received (both also in TxFrames, RxFrames). TxNoOffload counts
+	// frames refused because the connected backend does not do the
+	// offload they ask for (it reconnected with fewer features).
+	TxGSO, RxGSO, TxNoOffload uint64
 	// LeakedPages are pages the backend kept when it should have let go:
 	// quarantined (never reused) until a later revoke succeeds.
 	LeakedPages int
@@ -133,6 +148,7 @@ type rxSeg struct {
 type rxPacket struct {
 	n      int
 	length int
+	meta   netdev.Meta
 	seg    [SlotsMin]rxSeg
 }
 
@@ -143,6 +159,7 @@ type NIC struct {
 	mac      net.HardwareAddr
 	mtu      int
 	maxFrame int // Ethernet header, VLAN tag, MTU
+	off      netdev.Offloads
 
 	ctx       context.Context // the supervisor's lifetime
 	cancel    context.CancelFunc
@@ -175,7 +192,7 @@ type NIC struct {
 	stats Stats
 }
 
-var _ netdev.NIC = (*NIC)(nil)
+var _ netdev.OffloadNIC = (*NIC)(nil)
 
 // New connects to the vif cfg.Device the toolstack gave this domain
 // (device/vif/<id> in xenstore) and returns once the backend is
@@ -323,6 +340,37 @@ func (n *NIC) wakeTxLocked() {
 	n.txWake = make(chan struct{})
 }
 
+// ErrOffload is returned by TransmitMeta for a frame whose Meta asks for
+// an offload the backend does not do (or no longer does, after
+// reconnecting): the frame is dropped.
+var ErrOffload = errors.New("netfront: the backend does not do the offload the frame asks for; frame dropped")
+
+// MaxRxGSOFrame is the largest frame received with offloads on: an
+// Ethernet header, a VLAN tag and the largest IP packet.
+const MaxRxGSOFrame = EthHeader + VLANTag + 0xFFFF
+
+// Offloads implements netdev.OffloadNIC: what the first connection
+// agreed, nothing without Config.Offload.
+func (n *NIC) Offloads() netdev.Offloads { return n.off }
+
+// offloads is what a NIC with Config cfg and link parameters p does.
+func offloads(cfg Config, p params, maxFrame int) netdev.Offloads {
+	o := netdev.Offloads{MaxTxFrame: maxFrame, MaxRxFrame: maxFrame}
+	if !cfg.Offload {
+		return o
+	}
+	// Linux netback always takes NETTXF_csum_blank; GSO frames need as
+	// many pages as a 64 KiB frame has.
+	o.TxCsum, o.Rx, o.MaxRxFrame = true, true, MaxRxGSOFrame
+	if cfg.TxBuffers >= (MaxTxSize+PageSize-1)/PageSize {
+		o.TxTCPv4, o.TxTCPv6 = p.gso4, p.gso6
+	}
+	if o.TxTCPv4 || o.TxTCPv6 {
+		o.MaxTxFrame = MaxTxSize
+	}
+	return o
+}
+
 // Transmit implements netdev.NIC. The frame is copied into transmit pages
 // (one per 4 KiB), granted read-only to the backend and queued; the pages
 // come back when the backend answers. Transmit waits for free pages and
@@ -330,14 +378,55 @@ func (n *NIC) wakeTxLocked() {
 // frame and returns ErrLinkDown; once the NIC is down it returns an error
 // wrapping netdev.ErrDown.
 func (n *NIC) Transmit(ctx context.Context, frame []byte) error {
+	return n.TransmitMeta(ctx, frame, netdev.Meta{})
+}
+
+// TransmitMeta implements netdev.OffloadNIC: Transmit for a frame with a
+// partial checksum (sent with NETTXF_csum_blank) or a TCP segment to cut
+// (sent with a GSO extra info slot), as Offloads allow. A frame whose
+// offload the connected backend does not do is dropped with ErrOffload.
+func (n *NIC) TransmitMeta(ctx context.Context, frame []byte, m netdev.Meta) error {
 	if !n.enter() {
 		return netdev.ErrDown
 	}
 	defer n.calls.Done()
-	if len(frame) < EthHeader || len(frame) > n.maxFrame {
-		return fmt.Errorf("%w: %d bytes, want %d to %d", ErrFrameSize, len(frame), EthHeader, n.maxFrame)
+	var gsoType uint8
+	switch m.GSOType {
+	case netdev.GSONone:
+		if m.GSOSize != 0 {
+			return fmt.Errorf("%w: GSO size %d without a GSO type", ErrOffload, m.GSOSize)
+		}
+	case netdev.GSOTCPv4:
+		gsoType = GSOTypeTCPv4
+	case netdev.GSOTCPv6:
+		gsoType = GSOTypeTCPv6
+	default:
+		return fmt.Errorf("%w: GSO type %d", ErrOffload, m.GSOType)
+	}
+	switch {
+	case m.CsumValidated:
+		return fmt.Errorf("%w: CsumValidated is for received frames", ErrOffload)
+	case m.NeedsCsum && !n.off.TxCsum:
+		return fmt.Errorf("%w: checksum offload is off", ErrOffload)
+	case gsoType != GSOTypeNone && (m.GSOSize == 0 || !m.NeedsCsum):
+		// Linux netback takes a zero GSO size for a fatal error and
+		// disables the vif.
+		return fmt.Errorf("%w: GSO frame with size %d, partial checksum %v", ErrOffload, m.GSOSize, m.NeedsCsum)
+	case m.GSOType == netdev.GSOTCPv4 && !n.off.TxTCPv4, m.GSOType == netdev.GSOTCPv6 && !n.off.TxTCPv6:
+		return fmt.Errorf("%w: GSO type %d is off", ErrOffload, m.GSOType)
+	}
+	limit := n.maxFrame
+	if gsoType != GSOTypeNone {
+		limit = n.off.MaxTxFrame
+	}
+	if len(frame) < EthHeader || len(frame) > limit {
+		return fmt.Errorf("%w: %d bytes, want %d to %d", ErrFrameSize, len(frame), EthHeader, limit)
 	}
 	k := (len(frame) + PageSize - 1) / PageSize
+	extras := 0
+	if gsoType != GSOTypeNone {
+		extras = 1
+	}
 	for {
 		n.mu.Lock()
 		if n.failed != nil {
@@ -355,8 +444,13 @@ func (n *NIC) Transmit(ctx context.Context, frame []byte) error {
 			n.mu.Unlock()
 			return fmt.Errorf("%w: %d bytes need %d slots and the backend does not offer %s", ErrFrameSize, len(frame), k, keySG)
 		}
-		if c.tx.Free() >= k && len(n.txFree) >= k {
-			err := n.sendLocked(c, frame, k)
+		if (gsoType == GSOTypeTCPv4 && !c.gso4) || (gsoType == GSOTypeTCPv6 && !c.gso6) {
+			n.stats.TxNoOffload++
+			n.mu.Unlock()
+			return fmt.Errorf("%w (vif %s: GSO type %d)", ErrOffload, n.cfg.Device, gsoType)
+		}
+		if c.tx.Free() >= k+extras && len(n.txFree) >= k {
+			err := n.sendLocked(c, frame, k, m.NeedsCsum, Extra{Type: ExtraGSO, GSOSize: m.GSOSize, GSOType: gsoType})
 			n.mu.Unlock()
 			return err
 		}
@@ -376,23 +470,33 @@ func (n *NIC) Transmit(ctx context.Context, frame []byte) error {
 // counted in Stats.RxDropped. While the backend is away Receive waits;
 // once the NIC is down it returns an error wrapping netdev.ErrDown.
 func (n *NIC) Receive(ctx context.Context, buf []byte) (int, error) {
+	k, _, err := n.ReceiveMeta(ctx, buf)
+	return k, err
+}
+
+// ReceiveMeta implements netdev.OffloadNIC. With Config.Offload the
+// backend may send frames up to MaxRxGSOFrame bytes (GSO), frames whose
+// checksum it validated (NETRXF_data_validated) and frames whose checksum
+// is partial (NETRXF_csum_blank: the frame came from the backend's host
+// and never crossed a wire).
+func (n *NIC) ReceiveMeta(ctx context.Context, buf []byte) (int, netdev.Meta, error) {
 	if !n.enter() {
-		return 0, netdev.ErrDown
+		return 0, netdev.Meta{}, netdev.ErrDown
 	}
 	defer n.calls.Done()
 	for {
 		select {
 		case <-n.down:
-			return 0, n.downError()
+			return 0, netdev.Meta{}, n.downError()
 		default:
 		}
 		var p rxPacket
 		select {
 		case p = <-n.rxReady:
 		case <-n.down:
-			return 0, n.downError()
+			return 0, netdev.Meta{}, n.downError()
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, netdev.Meta{}, ctx.Err()
 		}
 		if p.length > len(buf) {
 			n.recycle(&p, false)
@@ -403,7 +507,7 @@ func (n *NIC) Receive(ctx context.Context, buf []byte) (int, error) {
 			k += copy(buf[k:], n.rxPages.bytes(int(s.buf))[s.off:s.off+s.len])
 		}
 		n.recycle(&p, true)
-		return k, nil
+		return k, p.meta, nil
 	}
 }
 
@@ -414,6 +518,9 @@ func (n *NIC) recycle(p *rxPacket, delivered bool) {
 	if delivered {
 		n.stats.RxFrames++
 		n.stats.RxBytes += uint64(p.length)
+		if p.meta.GSOType != netdev.GSONone {
+			n.stats.RxGSO++
+		}
 	} else {
 		n.stats.RxDropped++
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/unikgo/unikgo/netdev"
 	"github.com/unikgo/unikgo/xenpv/gnttab"
 )
 
@@ -41,6 +42,7 @@ type rxScan struct {
 	complete bool // false: the packet's last response is not there yet
 	bad      error
 	length   int
+	meta     netdev.Meta
 	nfrag    int // frag[:nfrag] are the data slots holding bytes
 	frag     [SlotsMin]rxFrag
 }
@@ -52,12 +54,16 @@ type rxScan struct {
 // RxMoreData flags chain, at most SlotsMin data slots. Each data response
 // must carry the id of the request at its ring index (the driver uses the
 // index's low 16 bits), flags the driver negotiated (RxDataValidated,
-// RxMoreData, RxExtraInfo on the first only), and a non-negative status
-// with offset+status within the page; the frame must be an Ethernet
-// header to maxFrame bytes. No extra info type was negotiated, so a packet
-// that has some is dropped; its slots are still counted so the next
-// packet is found.
-func scanRx(raw [][RxResponseSize]byte, base uint32, maxFrame int) (s rxScan) {
+// RxMoreData, RxExtraInfo and, with offload, RxCsumBlank on the first
+// only), and a non-negative status with offset+status within the page;
+// the frame must be an Ethernet header to maxFrame bytes. Without offload
+// no extra info type was negotiated, so a packet that has some is
+// dropped; its slots are still counted so the next packet is found. With
+// offload one GSO extra is allowed (type TCPv4 or TCPv6, a non-zero size,
+// as Linux netfront's xennet_set_skb_gso checks), and the frame may then
+// be up to MaxRxGSOFrame bytes; the first slot's checksum flags become
+// the packet's Meta.
+func scanRx(raw [][RxResponseSize]byte, base uint32, maxFrame int, offload bool) (s rxScan) {
 	setBad := func(err error, format string, args ...any) {
 		if s.bad == nil {
 			s.bad = fmt.Errorf("%w: %s", err, fmt.Sprintf(format, args...))
@@ -80,10 +86,21 @@ func scanRx(raw [][RxResponseSize]byte, base uint32, maxFrame int) (s rxScan) {
 				return s
 			}
 			e := ParseExtra(raw[j][:])
-			if e.Type == 0 || e.Type >= ExtraTypeMax {
+			switch {
+			case e.Type == 0 || e.Type >= ExtraTypeMax:
 				setBad(errRxMalformed, "extra info of unknown type %d", e.Type)
-			} else {
+			case e.Type != ExtraGSO || !offload:
 				setBad(errRxMalformed, "extra info of type %d, which was not negotiated", e.Type)
+			case s.meta.GSOType != netdev.GSONone:
+				setBad(errRxMalformed, "a second GSO extra info")
+			case e.GSOSize == 0:
+				setBad(errRxMalformed, "GSO extra info with size 0")
+			case e.GSOType == GSOTypeTCPv4:
+				s.meta.GSOType, s.meta.GSOSize = netdev.GSOTCPv4, e.GSOSize
+			case e.GSOType == GSOTypeTCPv6:
+				s.meta.GSOType, s.meta.GSOSize = netdev.GSOTCPv6, e.GSOSize
+			default:
+				setBad(errRxMalformed, "GSO extra info of type %d", e.GSOType)
 			}
 			if e.Flags&ExtraFlagMore == 0 {
 				next = j + 1
@@ -102,11 +119,18 @@ func scanRx(raw [][RxResponseSize]byte, base uint32, maxFrame int) (s rxScan) {
 			setBad(errRxMalformed, "response at ring index %d has id %d, want %d", base+uint32(idx), r.ID, want)
 		}
 		known := uint16(RxDataValidated | RxMoreData | RxExtraInfo)
+		if offload && idx == 0 {
+			known |= RxCsumBlank
+		}
 		switch {
 		case r.Flags&^known != 0:
-			setBad(errRxMalformed, "flags %#x (checksum offload and GSO were not negotiated)", r.Flags)
+			setBad(errRxMalformed, "flags %#x at slot %d (offloads negotiated: %v)", r.Flags, idx, offload)
 		case idx != 0 && r.Flags&RxExtraInfo != 0:
 			setBad(errRxMalformed, "extra info flag past the first slot")
+		}
+		if offload && idx == 0 {
+			s.meta.NeedsCsum = r.Flags&RxCsumBlank != 0
+			s.meta.CsumValidated = r.Flags&RxDataValidated != 0
 		}
 		switch {
 		case r.Status < 0:
@@ -134,8 +158,12 @@ func scanRx(raw [][RxResponseSize]byte, base uint32, maxFrame int) (s rxScan) {
 		}
 		r = ParseRxResponse(raw[idx][:])
 	}
-	if s.bad == nil && (s.length < EthHeader || s.length > maxFrame) {
-		setBad(errRxSize, "%d-byte frame, want %d to %d", s.length, EthHeader, maxFrame)
+	limit := maxFrame
+	if s.meta.GSOType != netdev.GSONone {
+		limit = MaxRxGSOFrame
+	}
+	if s.bad == nil && (s.length < EthHeader || s.length > limit) {
+		setBad(errRxSize, "%d-byte frame, want %d to %d", s.length, EthHeader, limit)
 	}
 	return s
 }
@@ -156,7 +184,7 @@ func (n *NIC) drainRxLocked(c *conn, refill bool) error {
 		}
 		done := 0
 		for done < avail {
-			s := scanRx(c.rxRaw[done:avail], c.rx.ConsumedIndex(), n.maxFrame)
+			s := scanRx(c.rxRaw[done:avail], c.rx.ConsumedIndex(), n.maxFrame, c.offload)
 			if !s.complete {
 				// The rest of the packet can only come on requests the
 				// backend has not used yet; if there are none even after
@@ -240,6 +268,7 @@ func (n *NIC) takeRxLocked(c *conn, base uint32, s *rxScan) {
 		p.n++
 	}
 	p.length = s.length
+	p.meta = s.meta
 	select {
 	case n.rxReady <- p:
 	default:

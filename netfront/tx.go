@@ -16,9 +16,13 @@ func txID(slot int, gen uint8) uint16 { return uint16(slot) | uint16(gen)<<txSlo
 
 // sendLocked copies frame into k free transmit pages, grants them
 // read-only and puts one request per page on c's tx ring: the first
-// carries the frame's size, all but the last TxMoreData. The caller
-// checked that k pages and k ring slots are free.
-func (n *NIC) sendLocked(c *conn, frame []byte, k int) error {
+// carries the frame's size, all but the last TxMoreData. With csum the
+// first says the checksum is partial (TxCsumBlank|TxDataValidated, as
+// Linux netfront sends CHECKSUM_PARTIAL); a GSO extra (its GSOType not
+// GSOTypeNone) goes in the slot after the first, which says TxExtraInfo.
+// The caller checked that k pages and k ring slots (k+1 with an extra)
+// are free.
+func (n *NIC) sendLocked(c *conn, frame []byte, k int, csum bool, gso Extra) error {
 	slots := n.txFree[len(n.txFree)-k:]
 	var refs [SlotsMin]gnttab.Ref
 	for i, s := range slots {
@@ -39,6 +43,12 @@ func (n *NIC) sendLocked(c *conn, frame []byte, k int) error {
 		if err != nil { // Free was checked
 			panic(fmt.Sprintf("netfront: tx ring full after checking for %d free slots", k))
 		}
+		var extraSlot []byte
+		if i == 0 && gso.GSOType != GSOTypeNone {
+			if extraSlot, err = c.tx.NextRequest(); err != nil {
+				panic(fmt.Sprintf("netfront: tx ring full after checking for %d free slots", k+1))
+			}
+		}
 		t := &n.tx[s]
 		t.gen++
 		t.state, t.ref = txInflight, refs[i]
@@ -49,9 +59,21 @@ func (n *NIC) sendLocked(c *conn, frame []byte, k int) error {
 		if i < k-1 {
 			req.Flags = TxMoreData
 		}
+		if i == 0 && csum {
+			req.Flags |= TxCsumBlank | TxDataValidated
+		}
+		if extraSlot != nil {
+			req.Flags |= TxExtraInfo
+			gso.Flags = 0
+			gso.Put(extraSlot)
+			c.nullDue++
+		}
 		req.Put(slot)
 	}
 	n.txFree = n.txFree[:len(n.txFree)-k]
+	if gso.GSOType != GSOTypeNone {
+		n.stats.TxGSO++
+	}
 	n.stats.TxFrames++
 	n.stats.TxBytes += uint64(len(frame))
 	if c.tx.Push() {
@@ -75,9 +97,10 @@ func (n *NIC) drainTxLocked(c *conn) error {
 			return err
 		}
 		for range avail {
-			freed = n.completeTxLocked(ParseTxResponse(c.tx.NextResponse(buf[:]))) || freed
+			freed = n.completeTxLocked(c, ParseTxResponse(c.tx.NextResponse(buf[:]))) || freed
 		}
 		if c.tx.Outstanding() == 0 {
+			c.nullDue = 0
 			for s := range n.tx {
 				if n.tx[s].state == txInflight {
 					n.stats.TxOrphans++
@@ -95,12 +118,18 @@ func (n *NIC) drainTxLocked(c *conn) error {
 	return nil
 }
 
-// completeTxLocked applies one tx response and reports whether it freed a
-// page.
-func (n *NIC) completeTxLocked(r TxResponse) bool {
+// completeTxLocked applies one tx response on c's ring and reports
+// whether it freed a page.
+func (n *NIC) completeTxLocked(c *conn, r TxResponse) bool {
 	if r.Status == StatusNull {
-		// The answer to an extra info request: the driver sends none.
-		n.stats.TxBad++
+		// The answer to an extra info slot (Linux netback writes NULL
+		// in the slot after the packet's first response); its id means
+		// nothing. More NULLs than extras sent are bad.
+		if c.nullDue > 0 {
+			c.nullDue--
+		} else {
+			n.stats.TxBad++
+		}
 		return false
 	}
 	s := int(r.ID & (1<<txSlotBits - 1))
