@@ -343,3 +343,32 @@ func TestScanRxBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestScanRxOneSlotExtra: a one-slot packet with extra info takes its
+// extra slots with it, so the next packet is found where it starts.
+func TestScanRxOneSlotExtra(t *testing.T) {
+	for _, tc := range []struct {
+		offload bool
+		extras  []Extra
+		slots   int
+		good    bool
+	}{
+		{offload: true, extras: []Extra{{Type: ExtraGSO, GSOType: GSOTypeTCPv4, GSOSize: 1448}}, slots: 2, good: true},
+		{offload: false, extras: []Extra{{Type: ExtraGSO, GSOType: GSOTypeTCPv4, GSOSize: 1448}}, slots: 2},
+		{offload: true, extras: []Extra{{Type: ExtraHash, Flags: ExtraFlagMore}, {Type: ExtraGSO, GSOType: GSOTypeTCPv4, GSOSize: 1448}}, slots: 3},
+	} {
+		raw := [][RxResponseSize]byte{slot(RxResponse{Flags: RxExtraInfo, Status: 100})}
+		for _, e := range tc.extras {
+			raw = append(raw, extraSlot(e))
+		}
+		raw = append(raw, slot(RxResponse{ID: uint16(len(raw)), Status: 100}))
+		s := scanRx(raw, 0, 1518, tc.offload)
+		if s.slots != tc.slots || !s.complete || (s.bad == nil) != tc.good {
+			t.Errorf("offload %v, extras %+v: %d slots, complete %v, bad %v; want %d slots, good %v", tc.offload, tc.extras, s.slots, s.complete, s.bad, tc.slots, tc.good)
+		}
+		next := scanRx(raw[s.slots:], uint32(s.slots), 1518, tc.offload)
+		if next.bad != nil || next.slots != 1 || next.length != 100 {
+			t.Errorf("offload %v: the packet after: %+v", tc.offload, next)
+		}
+	}
+}

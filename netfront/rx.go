@@ -144,7 +144,8 @@ func scanRx(raw [][RxResponseSize]byte, base uint32, maxFrame int, offload bool)
 		}
 		ndata++
 		if r.Flags&RxMoreData == 0 {
-			s.slots, s.complete = idx+1, true
+			// A one-slot packet ends after its extra info slots.
+			s.slots, s.complete = max(idx+1, next), true
 			break
 		}
 		if idx == 0 {
