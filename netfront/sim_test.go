@@ -264,7 +264,8 @@ type simBackend struct {
 	opts   *backendOpts
 
 	mu        sync.Mutex
-	rxQueue   [][]byte
+	rxQueue   []rxItem
+	txMeta    []txMeta          // first request's flags and extras of each packet sent
 	published map[string]string // frontend keys at connect
 	connects  int
 	kept      []gnttab.Ref
@@ -396,7 +397,7 @@ func (b *simBackend) closeBackend() { b.setState(5) }
 func (b *simBackend) connect() error {
 	read := func(k string) string { v, _ := b.srv.Get(feDirAbs + "/" + k); return v }
 	pub := map[string]string{}
-	for _, k := range []string{"tx-ring-ref", "rx-ring-ref", "event-channel", "request-rx-copy", "feature-rx-notify", "feature-sg", "feature-no-csum-offload", "feature-gso-tcpv4", "multi-queue-num-queues", "event-channel-tx"} {
+	for _, k := range []string{"tx-ring-ref", "rx-ring-ref", "event-channel", "request-rx-copy", "feature-rx-notify", "feature-sg", "feature-no-csum-offload", "feature-gso-tcpv4", "feature-gso-tcpv6", "feature-ipv6-csum-offload", "multi-queue-num-queues", "event-channel-tx"} {
 		if v, ok := b.srv.Get(feDirAbs + "/" + k); ok {
 			pub[k] = v
 		}
@@ -466,10 +467,30 @@ func (b *simBackend) stopWorker() {
 	}
 }
 
+// rxItem is a frame to deliver with its first response's flags (beyond
+// RxMoreData) and extra info slots, as netback's xenvif_rx_skb sends a
+// GSO packet: the first data slot, the extras, then the other data
+// slots.
+type rxItem struct {
+	frame  []byte
+	flags  uint16
+	extras []Extra
+}
+
+// txMeta is what a packet's first tx request said besides its data.
+type txMeta struct {
+	Flags  uint16
+	Extras []Extra
+}
+
 // inject hands the backend a frame to deliver to the driver.
-func (b *simBackend) inject(frame []byte) {
+func (b *simBackend) inject(frame []byte) { b.injectMeta(frame, 0) }
+
+// injectMeta hands the backend a frame to deliver with first-slot flags
+// and extra info slots (RxExtraInfo is added when there are extras).
+func (b *simBackend) injectMeta(frame []byte, flags uint16, extras ...Extra) {
 	b.mu.Lock()
-	b.rxQueue = append(b.rxQueue, append([]byte(nil), frame...))
+	b.rxQueue = append(b.rxQueue, rxItem{frame: append([]byte(nil), frame...), flags: flags, extras: extras})
 	w := b.worker
 	b.mu.Unlock()
 	if w != nil {
@@ -556,23 +577,49 @@ func (w *backWorker) serveTx() bool {
 			return false
 		}
 		for n > 0 {
-			// Find the packet's last slot.
-			k := 0
-			for k < n {
-				r := ParseTxRequest(w.tx.Request(k, buf))
-				k++
-				if r.Flags&TxMoreData == 0 {
-					break
+			// Find the packet's last slot: the first request, its extra
+			// info slots (xenvif_get_extras), then the more_data chain.
+			var extras []Extra
+			first := ParseTxRequest(w.tx.Request(0, buf))
+			k := 1
+			if first.Flags&TxExtraInfo != 0 {
+				for k < n {
+					e := ParseExtra(w.tx.Request(k, buf))
+					extras = append(extras, e)
+					k++
+					if e.Flags&ExtraFlagMore == 0 {
+						break
+					}
+				}
+				if len(extras) == 0 || extras[len(extras)-1].Flags&ExtraFlagMore != 0 {
+					break // the rest is not pushed yet
 				}
 			}
-			if r := ParseTxRequest(w.tx.Request(k-1, buf)); r.Flags&TxMoreData != 0 {
+			last := first
+			for last.Flags&TxMoreData != 0 && k < n {
+				last = ParseTxRequest(w.tx.Request(k, buf))
+				k++
+			}
+			if last.Flags&TxMoreData != 0 {
 				break // the rest is not pushed yet
 			}
-			reqs := make([]TxRequest, k)
-			for i := range reqs {
-				reqs[i] = ParseTxRequest(w.tx.NextRequest(buf))
+			var reqs []TxRequest
+			for i := range k {
+				raw := w.tx.NextRequest(buf)
+				if i == 0 || i > len(extras) {
+					reqs = append(reqs, ParseTxRequest(raw))
+				}
 			}
 			n -= k
+			for _, e := range extras {
+				if e.Type != ExtraGSO || e.GSOSize == 0 || (e.GSOType != GSOTypeTCPv4 && e.GSOType != GSOTypeTCPv6) {
+					// Linux netback: xenvif_fatal_tx_err.
+					b.t.Errorf("simulated backend: tx extra info %+v", e)
+				}
+			}
+			b.mu.Lock()
+			b.txMeta = append(b.txMeta, txMeta{Flags: first.Flags, Extras: extras})
+			b.mu.Unlock()
 			frame, status := w.readTx(reqs)
 			if status == StatusOkay {
 				b.sent <- frame
@@ -581,12 +628,12 @@ func (w *backWorker) serveTx() bool {
 				w.held = append(w.held, reqs...)
 				continue
 			}
-			w.answerTx(reqs, status)
+			w.answerTx(reqs, status, len(extras))
 		}
 		if len(w.held) > 0 && !b.opts.noAnswer.Load() {
 			held := w.held
 			w.held = nil
-			w.answerTx(held, StatusOkay)
+			w.answerTx(held, StatusOkay, 0)
 		}
 		if !w.tx.FinalCheck() {
 			return true
@@ -594,11 +641,19 @@ func (w *backWorker) serveTx() bool {
 	}
 }
 
-func (w *backWorker) answerTx(reqs []TxRequest, status Status) {
+// answerTx answers a packet's requests in order; after the first come
+// NULL responses for its extras slots, as netback's make_tx_response
+// writes them.
+func (w *backWorker) answerTx(reqs []TxRequest, status Status, extras int) {
 	b := w.b
-	rsps := make([]TxResponse, len(reqs))
+	var rsps []TxResponse
 	for i, r := range reqs {
-		rsps[i] = TxResponse{ID: r.ID, Status: status}
+		rsps = append(rsps, TxResponse{ID: r.ID, Status: status})
+		if i == 0 {
+			for range extras {
+				rsps = append(rsps, TxResponse{Status: StatusNull})
+			}
+		}
 	}
 	if b.opts.txMangle != nil {
 		rsps = b.opts.txMangle(reqs, rsps)
@@ -668,36 +723,60 @@ func (w *backWorker) serveRx() bool {
 			b.mu.Unlock()
 			return true
 		}
-		frame := b.rxQueue[0]
+		item := b.rxQueue[0]
+		frame := item.frame
 		b.mu.Unlock()
 		per := PageSize - b.opts.rxOffset
 		need := max(1, (len(frame)+per-1)/per)
+		// Slot i of the packet holds data chunk data[i], or an extra
+		// (-1): the first data slot, the extras, the other data slots.
+		var data []int
+		for i := range need {
+			data = append(data, i)
+			if i == 0 {
+				for range item.extras {
+					data = append(data, -1)
+				}
+			}
+		}
 		n, err := w.rx.Requests()
 		if err != nil {
 			b.t.Errorf("simulated backend: rx: %v", err)
 			return false
 		}
-		if n < need {
+		if n < len(data) {
 			// Wait for buffers; the frontend notifies when it posts
 			// them (feature-rx-notify).
-			if !w.rx.Await(need) {
+			if !w.rx.Await(len(data)) {
 				return true
 			}
 			continue
 		}
 		var rsps []RxResponse
-		for i := range need {
-			chunk := min(per, len(frame)-i*per)
+		slots := make([][RxResponseSize]byte, len(data))
+		for i, d := range data {
+			if d < 0 {
+				e := item.extras[i-1]
+				if i < len(item.extras) {
+					e.Flags |= ExtraFlagMore
+				}
+				e.Put(slots[i][:])
+				continue
+			}
+			chunk := min(per, len(frame)-d*per)
 			id := ParseRxRequest(w.rx.Request(i, buf)).ID
 			r := RxResponse{ID: id, Offset: uint16(b.opts.rxOffset), Status: Status(chunk)}
-			if i < need-1 {
+			if d < need-1 {
 				r.Flags = RxMoreData
 			}
+			if d == 0 {
+				r.Flags |= item.flags
+				if len(item.extras) > 0 {
+					r.Flags |= RxExtraInfo
+				}
+			}
 			rsps = append(rsps, r)
-		}
-		slots := make([][RxResponseSize]byte, len(rsps))
-		for i := range rsps {
-			rsps[i].Put(slots[i][:])
+			r.Put(slots[i][:])
 		}
 		if b.opts.rxMangle != nil {
 			ids := make([]uint16, n)
@@ -706,7 +785,7 @@ func (w *backWorker) serveRx() bool {
 			}
 			slots = b.opts.rxMangle(frame, rsps, ids)
 		}
-		if total := max(need, len(slots)); n < total {
+		if total := max(len(data), len(slots)); n < total {
 			if !w.rx.Await(total) {
 				return true
 			}
@@ -715,15 +794,16 @@ func (w *backWorker) serveRx() bool {
 		b.mu.Lock()
 		b.rxQueue = b.rxQueue[1:]
 		b.mu.Unlock()
-		for i := range max(need, len(slots)) {
+		for i := range max(len(data), len(slots)) {
 			req := ParseRxRequest(w.rx.NextRequest(buf))
-			if i < need {
+			if i < len(data) && data[i] >= 0 {
+				d := data[i]
 				p, done, err := w.page(req.Gref, true)
 				if err != nil {
 					b.t.Errorf("simulated backend: rx page: %v", err)
 					return false
 				}
-				chunk := frame[i*per : min(len(frame), (i+1)*per)]
+				chunk := frame[d*per : min(len(frame), (d+1)*per)]
 				copy(p[b.opts.rxOffset:], chunk)
 				done(b.opts.keepRxMapped.CompareAndSwap(true, false))
 			}
