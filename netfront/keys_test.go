@@ -124,3 +124,38 @@ func FuzzParams(f *testing.F) {
 		}
 	})
 }
+
+// TestParseParamsGSO: the backend's GSO features count only with
+// feature-sg, and a malformed value is an error naming its key.
+func TestParseParamsGSO(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		back       map[string]string
+		gso4, gso6 bool
+		errHas     string
+	}{
+		{name: "none"},
+		{name: "both", back: map[string]string{keyGSOTCPv4: "1", keyGSOTCPv6: "1"}, gso4: true, gso6: true},
+		{name: "v6 only", back: map[string]string{keyGSOTCPv4: "0", keyGSOTCPv6: "1"}, gso6: true},
+		{name: "without sg", back: map[string]string{keySG: "0", keyGSOTCPv4: "1", keyGSOTCPv6: "1"}},
+		{name: "v4 garbage", back: map[string]string{keyGSOTCPv4: "on"}, errHas: keyGSOTCPv4},
+		{name: "v6 garbage", back: map[string]string{keyGSOTCPv6: "1\x00"}, errHas: keyGSOTCPv6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			back := map[string]string{"feature-rx-copy": "1", "feature-sg": "1", "mac": "00:16:3e:00:00:02"}
+			for k, v := range tc.back {
+				back[k] = v
+			}
+			p, err := parseParams(map[string]string{}, back)
+			if tc.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+					t.Fatalf("parseParams = %+v, %v; want an error naming %q", p, err, tc.errHas)
+				}
+				return
+			}
+			if err != nil || p.gso4 != tc.gso4 || p.gso6 != tc.gso6 {
+				t.Errorf("parseParams: gso4 %v gso6 %v, %v; want %v %v", p.gso4, p.gso6, err, tc.gso4, tc.gso6)
+			}
+		})
+	}
+}
