@@ -86,6 +86,9 @@ type Offloads struct {
 // OffloadNIC is a NIC that can move frames larger than its MTU and
 // frames with partial checksums: checksum and segmentation offload. Its
 // users find it by a type assertion; a NIC without it offloads nothing.
+// With Offloads().Rx, Receive returns the same frames as ReceiveMeta
+// without their Meta: a user that does not look at Meta must not use
+// such a NIC (netfront turns Rx on only when configured to).
 type OffloadNIC interface {
 	NIC
 	// Offloads says which Meta TransmitMeta takes and ReceiveMeta

@@ -69,8 +69,10 @@ type Config struct {
 	// feature-no-csum-offload), and sends TCP segments of up to 64 KiB
 	// with a GSO extra info slot if the backend offers feature-sg and
 	// feature-gso-tcpv4/v6. The NIC is then a netdev.OffloadNIC whose
-	// Offloads say what the first connection agreed. Off, frames travel
-	// whole and checked, as before.
+	// Offloads say what the first connection agreed. Receive then
+	// returns such frames too, without saying so: only for users of
+	// ReceiveMeta (netstack is one). Off, frames travel whole and
+	// checked, as before.
 	Offload bool
 }
 
