@@ -32,7 +32,8 @@ import (
 // CapabilityTXChecksumOffload, with which gVisor would leave UDP
 // checksums unset. Received frames up to the NIC's MaxRxFrame are
 // delivered as they are, a GSO frame as one large TCP segment; a frame
-// whose checksum the NIC says is partial has it completed here, since the
+// whose checksum the NIC says is partial has it completed here (and a GSO
+// frame the NIC says it validated has it computed afresh), since the
 // endpoint does not claim CapabilityRXChecksumOffload either (gVisor would
 // then skip the IPv4 header and every TCP and UDP check for every frame,
 // and the NIC validates only some).
@@ -343,7 +344,12 @@ func (e *linkEP) receive(ctx context.Context) {
 			e.rxDrops.Add(1)
 			continue
 		}
-		if m.NeedsCsum && !completeChecksum(buf[:n]) {
+		// A GSO frame the backend validated without a partial checksum
+		// is trusted as Linux netfront trusts it (CHECKSUM_UNNECESSARY):
+		// the checksum of a coalesced segment need not be its own, and
+		// gVisor checks every one, so it is computed afresh.
+		fresh := m.GSOType != netdev.GSONone && m.CsumValidated && !m.NeedsCsum
+		if (m.NeedsCsum || fresh) && !completeChecksum(buf[:n], fresh) {
 			e.rxCsumBad.Add(1)
 			continue
 		}
@@ -377,14 +383,17 @@ func (e *linkEP) receive(ctx context.Context) {
 // completeChecksum completes the partial TCP or UDP checksum of an
 // Ethernet frame, as Linux's skb_checksum_help does: the checksum field
 // holds the sum of the pseudo-header, and the one's complement of the sum
-// over the whole transport segment (that field included) goes there. It
-// handles IPv4 (not fragments) and IPv6 without extension headers, and
-// reports false for anything else or lengths that do not add up.
-func completeChecksum(frame []byte) bool {
+// over the whole transport segment (that field included) goes there. With
+// fresh, whatever the field holds is first replaced by the pseudo-header
+// sum. It handles IPv4 (not fragments) and IPv6 without extension
+// headers, and reports false for anything else or lengths that do not add
+// up.
+func completeChecksum(frame []byte, fresh bool) bool {
 	eth := header.Ethernet(frame)
 	ip := frame[header.EthernetMinimumSize:]
 	var proto uint8
 	var l4 []byte
+	var src, dst tcpip.Address
 	switch eth.Type() {
 	case header.IPv4ProtocolNumber:
 		h := header.IPv4(ip)
@@ -396,6 +405,7 @@ func completeChecksum(frame []byte) bool {
 			return false
 		}
 		proto, l4 = h.Protocol(), ip[hl:total]
+		src, dst = h.SourceAddress(), h.DestinationAddress()
 	case header.IPv6ProtocolNumber:
 		h := header.IPv6(ip)
 		if len(ip) < header.IPv6MinimumSize {
@@ -406,6 +416,7 @@ func completeChecksum(frame []byte) bool {
 			return false
 		}
 		proto, l4 = h.NextHeader(), ip[header.IPv6MinimumSize:end]
+		src, dst = h.SourceAddress(), h.DestinationAddress()
 	default:
 		return false
 	}
@@ -423,6 +434,9 @@ func completeChecksum(frame []byte) bool {
 		off = udpChecksumOffset
 	default:
 		return false
+	}
+	if fresh {
+		binary.BigEndian.PutUint16(l4[off:], header.PseudoHeaderChecksum(tcpip.TransportProtocolNumber(proto), src, dst, uint16(len(l4))))
 	}
 	sum := ^checksum.Checksum(l4, 0)
 	if sum == 0 && off == udpChecksumOffset {

@@ -41,10 +41,17 @@ type offNIC struct {
 	closed chan struct{}
 
 	mu   sync.Mutex
-	sent []netdev.Meta // Meta of each frame sent, with its size in GSOSize's place for plain frames
+	sent []netdev.Meta // Meta of each frame sent
+	// metaOf counts the frames sent by transport protocol (0: not IP)
+	// and Meta.
+	metaOf map[protoMeta]int
 	big  int           // frames sent larger than the MTU's
 	max  int           // largest frame sent
 	seg  int           // largest IP packet a GSO frame's segments make: headers and GSOSize
+	// gro delivers GSO frames as netback delivers segments a physical
+	// NIC coalesced and validated: data_validated only, with a checksum
+	// that is not the frame's.
+	gro bool
 }
 
 var _ netdev.OffloadNIC = (*offNIC)(nil)
@@ -82,6 +89,10 @@ func (n *offNIC) TransmitMeta(ctx context.Context, frame []byte, m netdev.Meta) 
 	}
 	n.mu.Lock()
 	n.sent = append(n.sent, m)
+	if n.metaOf == nil {
+		n.metaOf = map[protoMeta]int{}
+	}
+	n.metaOf[protoMeta{l4Proto(frame), m}]++
 	if len(frame) > 1514 {
 		n.big++
 	}
@@ -95,11 +106,21 @@ func (n *offNIC) TransmitMeta(ctx context.Context, frame []byte, m netdev.Meta) 
 		n.seg = max(n.seg, hl+int(header.TCP(ip[hl:]).DataOffset())+int(m.GSOSize))
 	}
 	n.mu.Unlock()
+	frame = append([]byte(nil), frame...)
 	if m.NeedsCsum {
 		m.CsumValidated = true
 	}
+	if n.gro && m.GSOType != netdev.GSONone {
+		ip := frame[header.EthernetMinimumSize:]
+		hl := header.IPv6MinimumSize
+		if m.GSOType == netdev.GSOTCPv4 {
+			hl = int(header.IPv4(ip).HeaderLength())
+		}
+		header.TCP(ip[hl:]).SetChecksum(0xdead)
+		m.NeedsCsum = false
+	}
 	select {
-	case n.peer.in <- offFrame{append([]byte(nil), frame...), m}:
+	case n.peer.in <- offFrame{frame, m}:
 		return nil
 	case <-n.closed:
 		return netdev.ErrDown
@@ -137,6 +158,23 @@ func (n *offNIC) maxSegment() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.seg
+}
+
+type protoMeta struct {
+	proto tcpip.TransportProtocolNumber
+	m     netdev.Meta
+}
+
+// l4Proto is the transport protocol of an IPv4 or IPv6 frame, 0 for
+// other frames.
+func l4Proto(f []byte) tcpip.TransportProtocolNumber {
+	switch header.Ethernet(f).Type() {
+	case header.IPv4ProtocolNumber:
+		return header.IPv4(f[header.EthernetMinimumSize:]).TransportProtocol()
+	case header.IPv6ProtocolNumber:
+		return header.IPv6(f[header.EthernetMinimumSize:]).TransportProtocol()
+	}
+	return 0
 }
 
 var fullOffload = netdev.Offloads{TxCsum: true, TxTCPv4: true, TxTCPv6: true, Rx: true, MaxTxFrame: 65535, MaxRxFrame: 65535 + 18}
@@ -181,7 +219,16 @@ func TestLinkGSOEndpoint(t *testing.T) {
 // takes them whole and completes their checksums, and the bytes arrive
 // intact. UDP keeps complete checksums (no Meta).
 func TestLinkOffloadTransfer(t *testing.T) {
+	for _, gro := range []bool{false, true} {
+		t.Run(map[bool]string{false: "partial", true: "validated"}[gro], func(t *testing.T) { testLinkOffloadTransfer(t, gro) })
+	}
+}
+
+// testLinkOffloadTransfer is TestLinkOffloadTransfer with GSO frames
+// received with partial checksums, or (gro) validated with wrong ones.
+func testLinkOffloadTransfer(t *testing.T, gro bool) {
 	na, nb := offPipe(fullOffload)
+	na.gro, nb.gro = gro, gro
 	a, err := New(Config{Addrs: []netip.Prefix{netip.PrefixFrom(addrA, 24), netip.PrefixFrom(addrA6, 64)}, NoSLAAC: true, NoDAD: true}, na)
 	if err != nil {
 		t.Fatal(err)
@@ -256,11 +303,13 @@ func TestLinkOffloadTransfer(t *testing.T) {
 				if d := e.eps[0].rxCsumBad.Load(); d != 0 {
 					t.Errorf("%d received frames whose checksum could not be completed", d)
 				}
+				if d := e.Gvisor().Stats().TCP.ChecksumErrors.Value(); d != 0 {
+					t.Errorf("gVisor dropped %d TCP segments with bad checksums", d)
+				}
 			}
 		})
 	}
 	t.Run("udp", func(t *testing.T) {
-		before, _, _ := na.stats()
 		local := fullAddr(addrB, 9)
 		us, err := gonet.DialUDP(b.Gvisor(), &local, nil, proto(addrB))
 		if err != nil {
@@ -280,13 +329,21 @@ func TestLinkOffloadTransfer(t *testing.T) {
 		if n, _, err := us.ReadFrom(buf); err != nil || string(buf[:n]) != "ping" {
 			t.Fatalf("UDP got %q, %v", buf[:n], err)
 		}
-		sent, _, _ := na.stats()
-		for _, m := range sent[len(before):] {
-			if m != (netdev.Meta{}) {
-				t.Errorf("UDP or ARP frame sent with %+v", m)
+	})
+	// Only TCP frames carry Meta; UDP, ICMP and ARP have complete
+	// checksums.
+	for _, n := range []*offNIC{na, nb} {
+		n.mu.Lock()
+		for pm, count := range n.metaOf {
+			if pm.proto != header.TCPProtocolNumber && pm.m != (netdev.Meta{}) {
+				t.Errorf("%d frames of protocol %d sent with %+v", count, pm.proto, pm.m)
 			}
 		}
-	})
+		if n.metaOf[protoMeta{header.UDPProtocolNumber, netdev.Meta{}}] == 0 && n == na {
+			t.Error("no UDP frame sent")
+		}
+		n.mu.Unlock()
+	}
 }
 
 // l4Packet builds an Ethernet frame carrying a TCP or UDP segment with a
@@ -365,11 +422,19 @@ func TestCompleteChecksum(t *testing.T) {
 			if bytes.Equal(partial, want) {
 				t.Fatal("the partial packet is the complete one")
 			}
-			if !completeChecksum(partial) {
+			if !completeChecksum(partial, false) {
 				t.Fatal("completeChecksum refused the packet")
 			}
 			if diff := cmp.Diff(want, partial); diff != "" {
 				t.Errorf("completed packet (-want +got):\n%s", diff)
+			}
+			// Afresh, from a wrong checksum.
+			binary.BigEndian.PutUint16(partial[off:], 0x1234)
+			if !completeChecksum(partial, true) {
+				t.Fatal("completeChecksum afresh refused the packet")
+			}
+			if diff := cmp.Diff(want, partial); diff != "" {
+				t.Errorf("packet checksummed afresh (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -401,8 +466,10 @@ func TestCompleteChecksum(t *testing.T) {
 			if tc.name == "arp" {
 				binary.BigEndian.PutUint16(f[12:], uint16(header.ARPProtocolNumber))
 			}
-			if completeChecksum(f) {
-				t.Error("completeChecksum took it")
+			for _, fresh := range []bool{false, true} {
+				if completeChecksum(f, fresh) {
+					t.Errorf("completeChecksum (afresh %v) took it", fresh)
+				}
 			}
 		})
 	}
