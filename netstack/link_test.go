@@ -45,9 +45,9 @@ type offNIC struct {
 	// metaOf counts the frames sent by transport protocol (0: not IP)
 	// and Meta.
 	metaOf map[protoMeta]int
-	big  int           // frames sent larger than the MTU's
-	max  int           // largest frame sent
-	seg  int           // largest IP packet a GSO frame's segments make: headers and GSOSize
+	big    int // frames sent larger than the MTU's
+	max    int // largest frame sent
+	seg    int // largest IP packet a GSO frame's segments make: headers and GSOSize
 	// gro delivers GSO frames as netback delivers segments a physical
 	// NIC coalesced and validated: data_validated only, with a checksum
 	// that is not the frame's.
