@@ -126,6 +126,11 @@ func TestStackOverNetfront(t *testing.T) {
 			if n, _, err := us.ReadFrom(buf); err != nil || string(buf[:n]) != "ping" {
 				t.Fatalf("UDP got %q, %v", buf[:n], err)
 			}
+			for _, st := range []*netstack.Stack{a, b} {
+				if d := st.Gvisor().Stats().TCP.ChecksumErrors.Value(); d != 0 {
+					t.Errorf("gVisor dropped %d TCP segments with bad checksums", d)
+				}
+			}
 			sa, sb := na.Stats(), nb.Stats()
 			t.Logf("A: %d frames sent (%d GSO), %d received (%d GSO); B: %d sent (%d GSO), %d received (%d GSO)",
 				sa.TxFrames, sa.TxGSO, sa.RxFrames, sa.RxGSO, sb.TxFrames, sb.TxGSO, sb.RxFrames, sb.RxGSO)
