@@ -74,6 +74,12 @@ func (n *NIC) connect(ctx context.Context, reconnecting bool) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !n.cfg.Offload {
+		// Without offload the GSO keys mean nothing, malformed or not,
+		// as before the driver read them.
+		delete(back, keyGSOTCPv4)
+		delete(back, keyGSOTCPv6)
+	}
 	p, err := parseParams(front, back)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,9 @@ package netfront
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,6 +51,7 @@ func TestOffloadNegotiation(t *testing.T) {
 		{name: "gso without sg", offload: true, keys: map[string]string{keySG: "0", keyGSOTCPv6: "1"}, pub: on,
 			want: netdev.Offloads{TxCsum: true, Rx: true, MaxTxFrame: 1518, MaxRxFrame: MaxRxGSOFrame}},
 		{name: "too few tx pages for 64 KiB", offload: true, txBufs: 15, pub: on, want: rxOnly},
+		{name: "off, malformed gso keys ignored", keys: map[string]string{keyGSOTCPv4: "yes", keyGSOTCPv6: "-"}, pub: off, want: plain},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, &backendOpts{keys: tc.keys})
@@ -67,6 +70,21 @@ func TestOffloadNegotiation(t *testing.T) {
 
 // offloadRig is a connected NIC with offloads on and a backend offering
 // GSO over IPv4 and IPv6.
+// TestOffloadMalformedKey: with offload on, a malformed GSO key fails
+// the handshake with an error naming it, as other malformed keys do.
+func TestOffloadMalformedKey(t *testing.T) {
+	r := newRig(t, &backendOpts{keys: map[string]string{keyGSOTCPv6: "yes"}})
+	r.cfg.Offload = true
+	ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
+	defer cancel()
+	if n, err := New(ctx, r.cfg); err == nil || !strings.Contains(err.Error(), keyGSOTCPv6) {
+		if n != nil {
+			n.Close()
+		}
+		t.Fatalf("New = %v, want an error naming %s", err, keyGSOTCPv6)
+	}
+}
+
 func offloadRig(t *testing.T) (*rig, *NIC) {
 	r := newRig(t, &backendOpts{keys: map[string]string{keyGSOTCPv6: "1"}})
 	r.cfg.Offload = true
