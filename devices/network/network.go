@@ -173,7 +173,7 @@ func xenNICs(ctx context.Context) ([]netdev.NIC, Config, bool) {
 	}
 	var nics []netdev.NIC
 	for _, id := range ids {
-		n, err := netfront.New(ctx, netfront.Config{Store: d.Store, Grants: d.Grants, Memory: d.Memory, Events: ports{d}, Device: id})
+		n, err := netfront.New(ctx, netfront.Config{Store: d.Store, Grants: d.Grants, Memory: d.Memory, Events: ports{d}, Device: id, Offload: true})
 		if err != nil {
 			warn("device/vif/%s: %v; left out", id, err)
 			continue
