@@ -74,12 +74,21 @@ func tscNanotime() uint64 {
 
 func realtimeOffset() uint64 { return wallBaseNS }
 
+// Calibration windows. They are most of the kernel's boot time, so they
+// are as short as their resolution allows: the PIT edge is polled through
+// port I/O (about a microsecond a poll), 200 ppm of 5 ms; the LAPIC is
+// read against the TSC, once known, to a tick.
+const (
+	pitWindowHz  = 200 // 5 ms
+	apicWindowHz = 500 // 2 ms
+)
+
 // PIT channel 2, gated through port 0x61, counts 1193182 Hz.
-func pitWait10ms() {
+func pitWait() {
 	g := x86.InB(0x61)
 	x86.OutB(0x61, g&^0x02|0x01)
 	x86.OutB(0x43, 0xb0) // channel 2, lobyte/hibyte, mode 0
-	const count = 11932
+	const count = 1193182 / pitWindowHz
 	x86.OutB(0x42, count&0xff)
 	x86.OutB(0x42, count>>8)
 	for i := 0; i < 1<<28 && x86.InB(0x61)&0x20 == 0; i++ {
@@ -95,8 +104,8 @@ func calibrateTSC(xenBase uint32) {
 	}
 	if tscHz == 0 {
 		t0 := x86.RDTSC()
-		pitWait10ms()
-		tscHz = (x86.RDTSC() - t0) * 100
+		pitWait()
+		tscHz = (x86.RDTSC() - t0) * pitWindowHz
 	}
 	if tscHz == 0 {
 		tscHz = 1e9
@@ -128,15 +137,15 @@ func lapicInit() {
 	lapicW(lapicSVR, 0x100|spuriousVector)
 	lapicW(lapicTDCR, 0x3) // divide by 16
 	lapicW(lapicLVTT, 1<<16|uint32(timerVector))
-	// Calibrate against the TSC over ~10 ms.
+	// Calibrate against the TSC.
 	lapicW(lapicTICR, 0xffffffff)
 	t0 := x86.RDTSC()
-	for x86.RDTSC()-t0 < tscHz/100 {
+	for x86.RDTSC()-t0 < tscHz/apicWindowHz {
 		x86.Pause()
 	}
 	n := 0xffffffff - lapicR(lapicTCCR)
 	lapicW(lapicTICR, 0)
-	apicHz = uint64(n) * 100
+	apicHz = uint64(n) * apicWindowHz
 	if apicHz == 0 {
 		apicHz = 1e9 / 16
 	}
