@@ -14,14 +14,18 @@ import (
 const (
 	mainStackSize = 1 << 20
 
-	atNull     = 0
-	atPagesz   = 6
-	atPlatform = 15
-	atHWCap    = 16
-	atClktck   = 17
-	atSecure   = 23
-	atRandom   = 25
+	atNull        = 0
+	atPagesz      = 6
+	atPlatform    = 15
+	atHWCap       = 16
+	atClktck      = 17
+	atSecure      = 23
+	atSysinfoEhdr = 33
+	atRandom      = 25
 )
+
+// vdsoImage is the vDSO's ELF image (kernel/vdso), or 0 without one.
+var vdsoImage uintptr
 
 // stackWriter fills the stack downwards from top.
 type stackWriter struct{ sp, lo uintptr }
@@ -90,6 +94,7 @@ func initialStack(l *cmdline.Line) (uintptr, bool) {
 		atPlatform, uint64(platformStr),
 		atRandom, uint64(random),
 		atSecure, 0,
+		atSysinfoEhdr, uint64(vdsoImage),
 		atNull, 0,
 	}
 	words := 1 + argc + 1 + envc + 1 + len(auxv)

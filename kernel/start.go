@@ -7,6 +7,8 @@ import (
 	"github.com/unikgo/unikgo/boot"
 	"github.com/unikgo/unikgo/boot/pvh"
 	"github.com/unikgo/unikgo/kernel/cmdline"
+	"github.com/unikgo/unikgo/kernel/vdso"
+	"github.com/unikgo/unikgo/xenpv"
 )
 
 var (
@@ -98,6 +100,12 @@ func kernelMain() {
 	} else {
 		xenWallClock()
 	}
+	// The vDSO reads the same clock in the program, without a trap.
+	if xenClock {
+		vdso.SetXen(xenpv.TimeInfo(), xenSysOff, wallBaseNS, 0)
+	} else {
+		vdso.SetTSC(tscBase, tscMult, wallBaseNS)
+	}
 	lapicInit()
 	fdInit()
 	fninit()
@@ -114,6 +122,11 @@ func kernelMain() {
 	strace = line.Option("strace")
 	quiet = line.Option("quiet")
 	bootTime = line.Option("boottime")
+	if line.Option("novdso") {
+		vdso.Disable() // every clock read a system call, as before the vDSO
+	} else {
+		vdsoImage = vdso.Build()
+	}
 	if line.Option("profile") {
 		profiling = true
 		profStart = x86.RDTSC()

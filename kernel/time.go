@@ -2,8 +2,8 @@ package kernel
 
 import (
 	"math/bits"
-	"sync/atomic"
 
+	"github.com/unikgo/unikgo/kernel/vdso"
 	"github.com/unikgo/unikgo/x86"
 	"github.com/unikgo/unikgo/xenpv"
 )
@@ -39,14 +39,15 @@ func nanotime() uint64 {
 var (
 	xenClock  bool
 	xenSysOff uint64
-	xenLast   atomic.Uint64
 )
 
 // useXenClock switches nanotime to Xen system time.
 func useXenClock() {
 	now := tscNanotime()
 	xenSysOff = xenpv.SystemTime() - now
-	xenLast.Store(now)
+	// The floor below which the clock never goes is shared with the
+	// vDSO, so that the kernel's readings and the program's agree.
+	vdso.XenLast().Store(now)
 	xenClock = true
 }
 
@@ -56,11 +57,12 @@ func useXenClock() {
 func xenNanotime() uint64 {
 	t := xenpv.SystemTime() - xenSysOff
 	for {
-		last := xenLast.Load()
+		floor := vdso.XenLast()
+		last := floor.Load()
 		if t <= last {
 			return last
 		}
-		if xenLast.CompareAndSwap(last, t) {
+		if floor.CompareAndSwap(last, t) {
 			return t
 		}
 	}

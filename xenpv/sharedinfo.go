@@ -144,3 +144,12 @@ func Unmask(port uint32) {
 
 // Shared returns the mapped shared_info address (0 before MapSharedInfo).
 func Shared() uintptr { return shared }
+
+// TimeInfo returns the address of vCPU 0's struct vcpu_time_info, which
+// SystemTime reads (0 before MapSharedInfo).
+func TimeInfo() uintptr {
+	if shared == 0 {
+		return 0
+	}
+	return shared + vcpuTime
+}

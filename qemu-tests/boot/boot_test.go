@@ -240,6 +240,29 @@ func TestProfile(t *testing.T) {
 	}
 }
 
+// TestVDSO: the runtime reads the clock through the kernel's vDSO, so a
+// program's clock_gettime calls no longer trap (the profiler counts every
+// system call); unikgo.novdso turns it off, and then they do.
+func TestVDSO(t *testing.T) {
+	t.Parallel()
+	img := image(t, "./qemu-tests/boot/testdata/preempt")
+	calls := func(cmdline string) int {
+		r := boot(t, img, cmdline, 2*time.Minute)
+		expect(t, r, 0, "preempt: ok\n", "unikgo: profile: kernel, by system call")
+		m := regexp.MustCompile(`\n  clock_gettime [0-9.]+% (\d+) `).FindStringSubmatch(r.out)
+		if m == nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	with, without := calls("unikgo.profile preempt"), calls("unikgo.profile unikgo.novdso preempt")
+	if without < 100 || with > without/20 {
+		t.Errorf("clock_gettime system calls: %d with the vDSO, %d without; want few and many", with, without)
+	}
+	t.Logf("clock_gettime system calls: %d with the vDSO, %d without", with, without)
+}
+
 // TestACPIPowerOff boots without QEMU's isa-debug-exit device: exit_group
 // must then power the machine off through ACPI S5, which QEMU reports as a
 // normal exit (status 0) instead of running on or resetting.
