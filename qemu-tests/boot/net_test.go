@@ -169,3 +169,28 @@ func TestHTTPVirtio(t *testing.T) {
 		t.Errorf("the guest's client fetching from the host: %d %q %v", code, got, err)
 	}
 }
+
+// TestPingVirtio: the guest pings QEMU's user-network gateway (10.0.2.2,
+// which answers ICMP echo itself) from a ping socket, eth0 configured by
+// DHCP, and checks each reply. The user network cannot reach the guest
+// from the host, so this is ping's direction here; the Xen lab pings the
+// guest from dom0 (TestHTTPPVH).
+func TestPingVirtio(t *testing.T) {
+	img := image(t, "./qemu-tests/boot/testdata/ping")
+	var console, qerr syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	exit, err := qemu.Run(ctx, qemu.Config{
+		Image: img, Cmdline: "ping 10.0.2.2", Memory: "128M", Net: "user",
+		Stdout: &console, Stderr: &qerr, Timeout: 5 * time.Minute,
+	})
+	out := console.String()
+	if err != nil || exit.Status != 0 || exit.PoweredOff || !strings.Contains(out, "ping: 3 of 3 replies") {
+		t.Fatalf("exit %+v, %v\nconsole:\n%s\nqemu:\n%s", exit, err, out, qerr.String())
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "ping: reply") {
+			t.Log(l)
+		}
+	}
+}
