@@ -175,6 +175,7 @@ func pteFlags(prot uint32) uint64 {
 // skipping absent tables a whole table at a time.
 func unmapPages(start, end uintptr) {
 	flushAll := end-start > 64*pageSize
+	cleared := false
 	for va := start; va < end; {
 		t := pml4
 		skipped := false
@@ -198,13 +199,17 @@ func unmapPages(start, end uintptr) {
 		if *e&ptePresent != 0 {
 			freeFrame(uintptr(*e & pteAddr))
 			*e = 0
+			cleared = true
 			if !flushAll {
 				invlpg(va)
 			}
 		}
 		va += pageSize
 	}
-	if flushAll {
+	// Only a cleared entry can be cached: the runtime maps its heap with
+	// MAP_FIXED over reservations it never touched, and a full TLB flush
+	// for each of those cost ~200 us under TCG.
+	if flushAll && cleared {
 		writeCR3(pml4)
 	}
 }
