@@ -272,18 +272,8 @@ func lostFaultAddress(c *percpu, f *TrapFrame) uintptr {
 		e := walk(a, false)
 		return e != nil && *e&ptePresent != 0
 	}
-	addr, ok := faultAddress(c, f)
-	switch {
-	case ok && addr < pageSize:
-		return addr // a nil dereference: CR2 was right
-	case ok:
-		addr = straddledPage(addr, present(addr))
-	default:
-		// An instruction the decoder does not know: the stack's next
-		// page is the likeliest miss (a goroutine's fresh stack).
-		addr = uintptr(f.RSP) - 8
-	}
-	if !present(addr) {
+	decoded, ok := faultAddress(c, f)
+	if addr, ok := recoverAddress(decoded, ok, uintptr(f.RSP), present); ok {
 		return addr
 	}
 	kprint("unikgo: page fault with no address (CR2 = 0) at rip=")
@@ -302,6 +292,25 @@ func lostFaultAddress(c *percpu, f *TrapFrame) uintptr {
 	}
 	kprint("\n")
 	return 0
+}
+
+// recoverAddress decides which address a not-present fault without CR2
+// was for, from the decoder's answer (decoded, if ok), the stack pointer
+// and the page tables (present). It fails rather than return an address
+// on a present page: the thread would fault there again, forever.
+func recoverAddress(decoded uintptr, ok bool, rsp uintptr, present func(uintptr) bool) (uintptr, bool) {
+	addr := decoded
+	switch {
+	case ok && addr < pageSize:
+		return addr, true // a nil dereference: CR2 was right
+	case ok:
+		addr = straddledPage(addr, present(addr))
+	default:
+		// An instruction the decoder does not know: the stack's next
+		// page is the likeliest miss (a goroutine's fresh stack).
+		addr = rsp - 8
+	}
+	return addr, !present(addr)
 }
 
 // maxAccess is the widest memory access faultAddress decodes: a 16-byte

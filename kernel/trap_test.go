@@ -25,3 +25,35 @@ func TestStraddledPage(t *testing.T) {
 		}
 	}
 }
+
+// TestRecoverAddress: the choice of the page to map for a not-present fault
+// that arrived without its address. Present pages are never chosen.
+func TestRecoverAddress(t *testing.T) {
+	const (
+		stack = uintptr(0x7f0000010000) // RSP 0x...10000: the push goes to page 0x...f000
+		heap  = uintptr(0x7f0000100000)
+	)
+	mapped := map[uintptr]bool{stack: true, heap: true}
+	present := func(a uintptr) bool { return mapped[a&^(pageSize-1)] }
+	for _, tc := range []struct {
+		name    string
+		decoded uintptr
+		ok      bool
+		rsp     uintptr
+		want    uintptr
+		wantOK  bool
+	}{
+		{"nil dereference", 0x18, true, stack + 0x100, 0x18, true},
+		{"decoded, not present", heap + 0x2000, true, stack + 0x100, heap + 0x2000, true},
+		{"decoded, straddling into the next page", heap + 0xff8, true, stack + 0x100, heap + 0x1007, true},
+		{"decoded but present: would loop", heap + 0x10, true, stack + 0x100, heap + 0x10, false},
+		{"unknown instruction, fresh stack page", 0, false, stack, stack - 8, true},
+		{"unknown instruction, stack present", 0, false, stack + 0x100, stack + 0xf8, false},
+	} {
+		got, ok := recoverAddress(tc.decoded, tc.ok, tc.rsp, present)
+		if got != tc.want || ok != tc.wantOK {
+			t.Errorf("%s: recoverAddress(%#x, %v, %#x) = %#x, %v; want %#x, %v",
+				tc.name, tc.decoded, tc.ok, tc.rsp, got, ok, tc.want, tc.wantOK)
+		}
+	}
+}
