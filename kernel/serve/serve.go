@@ -246,6 +246,15 @@ type Handler func(r *Request) int64
 // the requests after them are started: they do not block, and a call on a
 // new socket must find it made.
 func (s *Server) Serve(ctx context.Context, h Handler) error {
+	return s.ServeWith(ctx, h, nil)
+}
+
+// ServeWith is Serve, except that the requests inline selects are answered
+// on the serving goroutine, in order, like orphans. It is for calls that
+// cannot block, such as those on a nonblocking socket, where a goroutine
+// per call (its creation, its stack's growth, its scheduling) costs more
+// than the call itself. inline nil selects none.
+func (s *Server) ServeWith(ctx context.Context, h Handler, inline func(*Request) bool) error {
 	stop := context.AfterFunc(ctx, func() { s.f.SetReadDeadline(aLongTimeAgo) })
 	defer stop()
 	var reqs []Request
@@ -260,7 +269,7 @@ func (s *Server) Serve(ctx context.Context, h Handler) error {
 		}
 		for i := range reqs {
 			r := reqs[i]
-			if r.Orphan() {
+			if r.Orphan() || inline != nil && inline(&r) {
 				if err := s.Reply(r.ID, h(&r)); err != nil {
 					return err
 				}

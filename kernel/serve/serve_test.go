@@ -140,6 +140,49 @@ func TestServeDoesNotSerialize(t *testing.T) {
 	}
 }
 
+// ServeWith answers the requests its inline function selects on the
+// serving goroutine, in the order they came, and the others as Serve does.
+func TestServeWithInline(t *testing.T) {
+	s, k := pair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var order []uint64 // appended by inline calls only, which run one at a time
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.ServeWith(ctx, func(r *Request) int64 {
+			if !r.Nonblock {
+				<-release // a blocking call: must not hold up the rest
+				return 0
+			}
+			order = append(order, r.ID)
+			return int64(r.ID)
+		}, func(r *Request) bool { return r.Nonblock })
+	}()
+	k.Write(append(append(request(1, unix.SYS_READ, 4, -1, 0), request(2, unix.SYS_READ, 4, -1, flagNonblock)...),
+		request(3, unix.SYS_WRITE, 4, -1, flagNonblock)...))
+	b := make([]byte, replySize)
+	for _, want := range []uint64{2, 3} {
+		k.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := k.Read(b); err != nil {
+			t.Fatalf("waiting for the reply to %d: %v", want, err)
+		}
+		if id := binary.LittleEndian.Uint64(b); id != want {
+			t.Errorf("reply for %d, want %d (inline requests in order, the blocked one later)", id, want)
+		}
+	}
+	close(release)
+	k.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := k.Read(b); err != nil || binary.LittleEndian.Uint64(b) != 1 {
+		t.Errorf("last reply = %d, %v; want the blocking request 1", binary.LittleEndian.Uint64(b), err)
+	}
+	cancel()
+	<-done
+	if d := cmp.Diff([]uint64{2, 3}, order); d != "" {
+		t.Errorf("inline order (-want +got):\n%s", d)
+	}
+}
+
 func TestErrno(t *testing.T) {
 	for _, tc := range []struct {
 		err  error

@@ -84,13 +84,19 @@ func Serve(ctx context.Context, ss *socket.Sockets, fail func(error)) error {
 	s := New(ctx, ss, srv)
 	go func() {
 		defer srv.Close()
-		err := srv.Serve(ctx, s.Handle)
+		err := srv.ServeWith(ctx, s.Handle, Inline)
 		if fail != nil && ctx.Err() == nil {
 			fail(fmt.Errorf("sockfile: %w", err))
 		}
 	}()
 	return nil
 }
+
+// Inline reports whether Handle answers r without waiting, so that the
+// serving loop can answer it itself: a call on a nonblocking socket (Go's
+// net package makes every socket nonblocking) returns EAGAIN or
+// EINPROGRESS where a blocking one would wait.
+func Inline(r *serve.Request) bool { return r.Nonblock }
 
 // Handle answers one forwarded call: socket on the provider object, or a
 // call on a socket object. Bad pointers in the arguments give EFAULT, as
