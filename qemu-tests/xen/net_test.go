@@ -86,6 +86,30 @@ func netpeer(t testing.TB, l *xenlab.Lab) string {
 	return "cp " + p + " /tmp/netpeer && chmod +x /tmp/netpeer"
 }
 
+// serverGuest creates a guest that serves the network, waits for ready on
+// its console, and returns it with run, which runs a dom0 script and fails
+// the test (with the guest's console) if the script fails. The caller
+// destroys the guest.
+func serverGuest(ctx context.Context, t *testing.T, l *xenlab.Lab, cfg xenlab.GuestConfig, ready string) (*xenlab.Guest, func(what, script string) string) {
+	t.Helper()
+	g, err := l.Create(ctx, cfg)
+	if err != nil {
+		t.Fatalf("creating guest: %v", err)
+	}
+	if _, err := g.WaitConsole(ctx, regexp.MustCompile(ready)); err != nil {
+		g.Destroy(context.Background())
+		t.Fatalf("%v\nconsole:\n%s", err, g.Console())
+	}
+	return g, func(what, script string) string {
+		t.Helper()
+		out, err := l.MustSucceed(ctx, script)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s\nconsole:\n%s", what, err, out, g.Console())
+		}
+		return out
+	}
+}
+
 // TestHTTPPVH runs examples/http, an ordinary net/http server, as a PVH
 // guest with netfront against dom0's Linux netback, eth0 set by the ip=
 // parameter. From dom0: ping, the page (net.Interfaces, the guest's
@@ -101,22 +125,8 @@ func TestHTTPPVH(t *testing.T) {
 	defer cancel()
 	cfg := xenlab.GuestConfig{Name: "http", Type: xenlab.PVH, Kernel: img, MemoryMiB: 128, NICs: 1,
 		Cmdline: "ip=10.0.0.9/24:10.0.0.1 http"}
-	g, err := l.Create(ctx, cfg)
-	if err != nil {
-		t.Fatalf("creating guest: %v", err)
-	}
+	g, run := serverGuest(ctx, t, l, cfg, `http: serving on`)
 	defer g.Destroy(context.Background())
-	if _, err := g.WaitConsole(ctx, regexp.MustCompile(`http: serving on`)); err != nil {
-		t.Fatalf("%v\nconsole:\n%s", err, g.Console())
-	}
-	run := func(what, script string) string {
-		t.Helper()
-		out, err := l.MustSucceed(ctx, script)
-		if err != nil {
-			t.Fatalf("%s: %v\n%s\nconsole:\n%s", what, err, out, g.Console())
-		}
-		return out
-	}
 	run("installing netpeer", install)
 	out := run("ping", "busybox ping -c 3 -W 5 10.0.0.9")
 	if !strings.Contains(out, "3 packets received") {
@@ -161,22 +171,8 @@ func TestHostileFramesPVH(t *testing.T) {
 	defer cancel()
 	cfg := xenlab.GuestConfig{Name: "flood", Type: xenlab.PVH, Kernel: img, MemoryMiB: 128, NICs: 1,
 		Cmdline: "ip=10.0.0.12/24 netpeer servers :5001 :5002 :5003"}
-	g, err := l.Create(ctx, cfg)
-	if err != nil {
-		t.Fatalf("creating guest: %v", err)
-	}
+	g, run := serverGuest(ctx, t, l, cfg, `netpeer: stats on`)
 	defer g.Destroy(context.Background())
-	if _, err := g.WaitConsole(ctx, regexp.MustCompile(`netpeer: stats on`)); err != nil {
-		t.Fatalf("%v\nconsole:\n%s", err, g.Console())
-	}
-	run := func(what, script string) string {
-		t.Helper()
-		out, err := l.MustSucceed(ctx, script)
-		if err != nil {
-			t.Fatalf("%s: %v\n%s\nconsole:\n%s", what, err, out, g.Console())
-		}
-		return out
-	}
 	stats := func() (heap, gs int) {
 		t.Helper()
 		out := run("stats", "/tmp/netpeer stats 10.0.0.12:5003")
