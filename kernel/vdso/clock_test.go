@@ -12,23 +12,13 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
-const (
-	clockRealtime       = 0
-	clockMonotonic      = 1
-	clockProcessCPUTime = 2
-	clockThreadCPUTime  = 3
-	clockMonotonicRaw   = 4
-	clockRealtimeCoarse = 5
-	clockMonoCoarse     = 6
-	clockBoottime       = 7
-	clockTAI            = 11
-)
+var vdsoClocks = []int32{unix.CLOCK_REALTIME, unix.CLOCK_MONOTONIC, unix.CLOCK_MONOTONIC_RAW, unix.CLOCK_REALTIME_COARSE, unix.CLOCK_MONOTONIC_COARSE, unix.CLOCK_BOOTTIME}
 
-var vdsoClocks = []int32{clockRealtime, clockMonotonic, clockMonotonicRaw, clockRealtimeCoarse, clockMonoCoarse, clockBoottime}
-
-func isRealtime(id int32) bool { return id == clockRealtime || id == clockRealtimeCoarse }
+func isRealtime(id int32) bool { return id == unix.CLOCK_REALTIME || id == unix.CLOCK_REALTIME_COARSE }
 
 // vdsoGettime calls __vdso_clock_gettime and returns the time in ns.
 func vdsoGettime(t *testing.T, id int32) uint64 {
@@ -66,9 +56,9 @@ func tscRef(tsc, base, mult uint64) uint64 {
 func calibrate(t *testing.T) uint64 {
 	sample := func() (tsc, ns uint64) {
 		for i := 0; ; i++ {
-			a := hostGettime(t, clockMonotonic)
+			a := hostGettime(t, unix.CLOCK_MONOTONIC)
 			tsc = rdtsc()
-			b := hostGettime(t, clockMonotonic)
+			b := hostGettime(t, unix.CLOCK_MONOTONIC)
 			if b-a < 20e3 || i > 1000 {
 				return tsc, a + (b-a)/2
 			}
@@ -117,12 +107,12 @@ func TestTSC(t *testing.T) {
 
 	// Against the host's clocks: realtime within 50 ms, the monotonic
 	// rate within 1%.
-	if d := int64(vdsoGettime(t, clockRealtime)) - time.Now().UnixNano(); d > 50e6 || d < -50e6 {
+	if d := int64(vdsoGettime(t, unix.CLOCK_REALTIME)) - time.Now().UnixNano(); d > 50e6 || d < -50e6 {
 		t.Errorf("realtime is %v off the host's", time.Duration(d))
 	}
-	h0a, m0, h0b := hostGettime(t, clockMonotonic), vdsoGettime(t, clockMonotonic), hostGettime(t, clockMonotonic)
+	h0a, m0, h0b := hostGettime(t, unix.CLOCK_MONOTONIC), vdsoGettime(t, unix.CLOCK_MONOTONIC), hostGettime(t, unix.CLOCK_MONOTONIC)
 	time.Sleep(300 * time.Millisecond)
-	h1a, m1, h1b := hostGettime(t, clockMonotonic), vdsoGettime(t, clockMonotonic), hostGettime(t, clockMonotonic)
+	h1a, m1, h1b := hostGettime(t, unix.CLOCK_MONOTONIC), vdsoGettime(t, unix.CLOCK_MONOTONIC), hostGettime(t, unix.CLOCK_MONOTONIC)
 	if lo, hi := float64(h1a-h0b)*0.99, float64(h1b-h0a)*1.01; float64(m1-m0) < lo || float64(m1-m0) > hi {
 		t.Errorf("monotonic ran %v while the host's ran %v to %v", time.Duration(m1-m0), time.Duration(h1a-h0b), time.Duration(h1b-h0a))
 	}
@@ -138,7 +128,7 @@ func TestTSC(t *testing.T) {
 
 	// A new wall base moves realtime only.
 	SetWallBase(wall + 3600e9)
-	if d := int64(vdsoGettime(t, clockRealtime)) - time.Now().UnixNano(); d < 3600e9-50e6 || d > 3600e9+50e6 {
+	if d := int64(vdsoGettime(t, unix.CLOCK_REALTIME)) - time.Now().UnixNano(); d < 3600e9-50e6 || d > 3600e9+50e6 {
 		t.Errorf("realtime after SetWallBase(+1h) is %v off the host's", time.Duration(d))
 	}
 }
@@ -206,12 +196,12 @@ func TestFallback(t *testing.T) {
 	// A TSC clock two days off the host's makes a fallback visible.
 	mult := calibrate(t)
 	SetTSC(rdtsc(), mult, 2*86400e9)
-	if ns := vdsoGettime(t, clockRealtime); ns > 3*86400e9 {
+	if ns := vdsoGettime(t, unix.CLOCK_REALTIME); ns > 3*86400e9 {
 		t.Fatalf("realtime %d: not the vDSO's", ns)
 	}
-	check(clockProcessCPUTime)
-	check(clockThreadCPUTime)
-	check(clockTAI)
+	check(unix.CLOCK_PROCESS_CPUTIME_ID)
+	check(unix.CLOCK_THREAD_CPUTIME_ID)
+	check(unix.CLOCK_TAI)
 	// A CPU-time clock id for this process (negative: ~pid<<3 | CPUCLOCK_SCHED).
 	if ns := vdsoGettime(t, ^0<<3|2); ns == 0 {
 		t.Errorf("the process's CPU clock by id is 0")
@@ -222,7 +212,7 @@ func TestFallback(t *testing.T) {
 			t.Errorf("clock %d: %d, want -EINVAL", id, r)
 		}
 	}
-	if r := ClockGettime(clockMonotonic, nil); r != -int64(syscall.EFAULT) {
+	if r := ClockGettime(unix.CLOCK_MONOTONIC, nil); r != -int64(syscall.EFAULT) {
 		t.Errorf("NULL timespec: %d, want -EFAULT", r)
 	}
 	Disable()
@@ -319,17 +309,17 @@ func TestXen(t *testing.T) {
 
 	// A stamp ahead of the TSC: the time is the stamp's.
 	pvStore(p, rdtsc()+1e12, sys0+5e9, 0x80000000, 1)
-	if ns, want := vdsoGettime(t, clockMonotonic), uint64(sys0+5e9-sysOff); ns != want {
+	if ns, want := vdsoGettime(t, unix.CLOCK_MONOTONIC), uint64(sys0+5e9-sysOff); ns != want {
 		t.Errorf("stamp ahead: %d, want %d", ns, want)
 	}
 
 	// The clamp: never below XenLast, which only grows.
 	pvStore(p, rdtsc(), sys0, 0x80000000, 1)
 	XenLast().Store(sys0) // far ahead of sys0 - sysOff
-	if ns := vdsoGettime(t, clockMonotonic); ns != sys0 {
+	if ns := vdsoGettime(t, unix.CLOCK_MONOTONIC); ns != sys0 {
 		t.Errorf("clamped: %d, want the last %d", ns, uint64(sys0))
 	}
-	if ns := vdsoGettime(t, clockRealtime); ns != wall+sys0 {
+	if ns := vdsoGettime(t, unix.CLOCK_REALTIME); ns != wall+sys0 {
 		t.Errorf("clamped realtime: %d, want %d", ns, wall+sys0)
 	}
 	if l := XenLast().Load(); l != sys0 {
@@ -396,7 +386,7 @@ func TestVersionDance(t *testing.T) {
 
 	// An odd vcpu_time_info version: the reader waits for the update.
 	atomic.AddUint32(&p.version, 1)
-	ch := callAsync(clockMonotonic)
+	ch := callAsync(unix.CLOCK_MONOTONIC)
 	expectBlocked(t, ch, "while the time info's version was odd")
 	atomic.StoreUint64(&p.system, 9e12)
 	atomic.AddUint32(&p.version, 1)
@@ -408,7 +398,7 @@ func TestVersionDance(t *testing.T) {
 
 	// The data block's own sequence lock.
 	beginWrite()
-	ch = callAsync(clockMonotonic)
+	ch = callAsync(unix.CLOCK_MONOTONIC)
 	expectBlocked(t, ch, "while the data block was being written")
 	atomic.StoreUint64(&clock.xenSysOff, sysOff-1e12)
 	endWrite()
@@ -449,7 +439,7 @@ func TestTornReads(t *testing.T) {
 	n := 0
 	for ; time.Now().Before(deadline); n++ {
 		a := rdtsc()
-		ns := vdsoGettime(t, clockMonotonic)
+		ns := vdsoGettime(t, unix.CLOCK_MONOTONIC)
 		b := rdtsc()
 		if ns < f(a) || ns > f(b) {
 			stop.Store(true)
@@ -479,7 +469,7 @@ func TestTornReads(t *testing.T) {
 	n = 0
 	for ; time.Now().Before(deadline); n++ {
 		a := rdtsc()
-		ns := vdsoGettime(t, clockRealtime)
+		ns := vdsoGettime(t, unix.CLOCK_REALTIME)
 		b := rdtsc()
 		if ns < wall0+a-base0 || ns > wall0+b-base0 {
 			stop.Store(true)
@@ -497,7 +487,7 @@ func BenchmarkVDSO(b *testing.B) {
 	SetTSC(rdtsc(), 1<<32, 0)
 	var ts [2]int64
 	for b.Loop() {
-		ClockGettime(clockMonotonic, &ts)
+		ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	}
 }
 
@@ -505,6 +495,6 @@ func BenchmarkSyscall(b *testing.B) {
 	Disable()
 	var ts [2]int64
 	for b.Loop() {
-		ClockGettime(clockMonotonic, &ts)
+		ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	}
 }
