@@ -102,3 +102,15 @@ type OffloadNIC interface {
 	// hold Offloads().MaxRxFrame bytes.
 	ReceiveMeta(ctx context.Context, buf []byte) (int, Meta, error)
 }
+
+// BacklogNIC is a NIC that can tell how many received frames Receive (or
+// ReceiveMeta) would return without waiting. The stack uses it to take
+// frames in bursts: TCP segments of one connection that arrived together
+// are coalesced (generic receive offload) and go up the stack as one, as
+// Linux's NAPI and GRO do. A NIC without it has each frame handled alone.
+type BacklogNIC interface {
+	NIC
+	// RxBacklog is the number of frames ready for Receive now; it may
+	// count frames that Receive then drops.
+	RxBacklog() int
+}

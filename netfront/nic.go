@@ -195,6 +195,7 @@ type NIC struct {
 }
 
 var _ netdev.OffloadNIC = (*NIC)(nil)
+var _ netdev.BacklogNIC = (*NIC)(nil)
 
 // New connects to the vif cfg.Device the toolstack gave this domain
 // (device/vif/<id> in xenstore) and returns once the backend is
@@ -467,6 +468,10 @@ func (n *NIC) TransmitMeta(ctx context.Context, frame []byte, m netdev.Meta) err
 		}
 	}
 }
+
+// RxBacklog implements netdev.BacklogNIC: received packets waiting for
+// Receive.
+func (n *NIC) RxBacklog() int { return len(n.rxReady) }
 
 // Receive implements netdev.NIC. A frame longer than buf is dropped and
 // counted in Stats.RxDropped. While the backend is away Receive waits;

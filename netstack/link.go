@@ -14,6 +14,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
 )
 
 // linkEP is an Ethernet stack.LinkEndpoint over a netdev.NIC. A receive
@@ -37,6 +38,13 @@ import (
 // endpoint does not claim CapabilityRXChecksumOffload either (gVisor would
 // then skip the IPv4 header and every TCP and UDP check for every frame,
 // and the NIC validates only some).
+//
+// Bursts. TCP segments whose checksums hold go through gVisor's GRO,
+// which joins in-order segments of a connection into one packet of up to
+// 64 KiB (see rxQueue). Over a netdev.BacklogNIC it is flushed once no
+// frame waits (or after maxBurst frames), so TCP and the socket above it
+// work per burst, not per segment, as over Linux's NAPI and GRO; over
+// another NIC each frame goes up alone.
 type linkEP struct {
 	nic netdev.NIC
 	mac tcpip.LinkAddress
@@ -319,12 +327,23 @@ func (e *linkEP) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	return n, nil
 }
 
+// maxBurst bounds the frames held for coalescing before they go up.
+const maxBurst = 64
+
 // receive delivers frames from the NIC until it goes down or the endpoint
 // closes.
 func (e *linkEP) receive(ctx context.Context) {
 	defer e.wg.Done()
 	buf := make([]byte, max(e.frameCap(), e.off.MaxRxFrame))
+	backlog, burst := e.nic.(netdev.BacklogNIC)
+	var q rxQueue
+	q.g.Init(burst)
+	q.g.Dispatcher = &q.out
+	defer q.flush()
 	for {
+		if q.held > 0 && (!burst || q.held >= maxBurst || backlog.RxBacklog() == 0) {
+			q.flush()
+		}
 		var n int
 		var m netdev.Meta
 		var err error
@@ -356,10 +375,20 @@ func (e *linkEP) receive(ctx context.Context) {
 		e.mu.RLock()
 		d := e.disp
 		e.mu.RUnlock()
+		if d != q.out.NetworkDispatcher {
+			q.flush()
+			q.out.NetworkDispatcher = d
+		}
 		if d == nil || ctx.Err() != nil {
 			continue
 		}
 		eth := header.Ethernet(buf[:n])
+		// A TCP segment whose checksums hold goes to GRO trimmed to its IP
+		// length, so Ethernet padding is not taken for payload.
+		tcpLen, valid := tcpChecked(buf[:n], m.CsumValidated || m.NeedsCsum)
+		if valid {
+			n = header.EthernetMinimumSize + tcpLen
+		}
 		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
 			Payload: buffer.MakeWithData(buf[:n]),
 		})
@@ -374,10 +403,189 @@ func (e *linkEP) receive(ctx context.Context) {
 			pkt.PktType = tcpip.PacketOtherHost
 		}
 		if e.ParseHeader(pkt) {
-			d.DeliverNetworkPacket(eth.Type(), pkt)
+			pkt.NetworkProtocolNumber = eth.Type()
+			if valid {
+				pkt.RXChecksumValidated = true
+				q.g.Enqueue(pkt)
+				q.held++
+			} else {
+				// gVisor validates it; what GRO holds goes first, so a
+				// connection's segments stay in order.
+				q.flush()
+				d.DeliverNetworkPacket(eth.Type(), pkt)
+			}
 		}
 		pkt.DecRef()
 	}
+}
+
+// rxQueue is gVisor's GRO as the receive loop uses it. Only TCP segments
+// whose checksums were verified go in, marked RXChecksumValidated (GRO
+// takes no other), which the stack does not trust (see groOut): GRO's
+// own check of an unverified one sums from the wrong offset when the
+// PacketBuffer starts with a link header (PacketData.ChecksumAtOffset
+// counts from the buffer, not the data), so it would send each up alone.
+type rxQueue struct {
+	g    gro.GRO
+	out  groOut
+	held int // frames enqueued since the last flush
+}
+
+// flush sends up everything GRO holds. GRO's Flush sends only the first
+// packet of each bucket (it walks the list from an element it has just
+// removed, whose next link is cleared), so it is repeated until a round
+// delivers nothing.
+func (q *rxQueue) flush() {
+	if q.held == 0 {
+		return
+	}
+	for {
+		n := q.out.n
+		q.g.Flush()
+		if q.out.n == n {
+			break
+		}
+	}
+	q.held = 0
+}
+
+// groOut is the dispatcher GRO delivers to. It counts the packets, and
+// gives a packet GRO joined from several segments the checksums of what it
+// now is: GRO leaves the first segment's TCP checksum and IPv4 header
+// checksum, and gVisor checks both for every packet (its NIC overrides
+// RXChecksumValidated with whether the endpoint claims
+// CapabilityRXChecksumOffload, which this one does not).
+type groOut struct {
+	stack.NetworkDispatcher
+	n uint64
+}
+
+func (o *groOut) DeliverNetworkPacket(p tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	o.n++
+	if vl, _ := pkt.AsViewList(); vl.Len() > 1 {
+		rechecksum(p, pkt)
+	}
+	o.NetworkDispatcher.DeliverNetworkPacket(p, pkt)
+}
+
+// rechecksum computes afresh the IPv4 header checksum and the TCP
+// checksum of pkt, a TCP packet over IPv4 or over IPv6 without extension
+// headers, as GRO hands it up: the link header consumed, the rest not.
+func rechecksum(p tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	var hl int
+	var src, dst tcpip.Address
+	switch p {
+	case header.IPv4ProtocolNumber:
+		b, ok := pkt.Data().PullUp(header.IPv4MinimumSize)
+		if !ok {
+			return
+		}
+		hl = int(header.IPv4(b).HeaderLength())
+	case header.IPv6ProtocolNumber:
+		hl = header.IPv6MinimumSize
+	default:
+		return
+	}
+	b, ok := pkt.Data().PullUp(hl + header.TCPMinimumSize)
+	if !ok {
+		return
+	}
+	if p == header.IPv4ProtocolNumber {
+		ip := header.IPv4(b)
+		ip.SetChecksum(0)
+		ip.SetChecksum(^ip.CalculateChecksum())
+		src, dst = ip.SourceAddress(), ip.DestinationAddress()
+	} else {
+		src, dst = header.IPv6(b).SourceAddress(), header.IPv6(b).DestinationAddress()
+	}
+	tcp := header.TCP(b[hl:])
+	tcp.SetChecksum(0)
+	size := pkt.Data().Size() - hl
+	var c checksum.Checksumer
+	vl, off := pkt.AsViewList()
+	skip := off + pkt.HeaderSize() + hl // the TCP header's offset in vl
+	for v := vl.Front(); v != nil; v = v.Next() {
+		sl := v.AsSlice()
+		if skip >= len(sl) {
+			skip -= len(sl)
+			continue
+		}
+		c.Add(sl[skip:])
+		skip = 0
+	}
+	tcp.SetChecksum(^checksum.Combine(header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(size)), c.Checksum()))
+}
+
+// tcpChecked reports whether an Ethernet frame holds a TCP segment over
+// IPv4 (not a fragment, with a valid header checksum) or IPv6 without
+// extension headers whose checksum holds, and how long its IP packet is.
+// With l4Valid the NIC vouched for the TCP checksum (or it was completed
+// here) and it is not summed again; the IPv4 header checksum, which no NIC
+// here vouches for, always is.
+func tcpChecked(frame []byte, l4Valid bool) (ipLen int, ok bool) {
+	s, ok := transportOf(frame)
+	if !ok || s.proto != header.TCPProtocolNumber || len(s.l4) < header.TCPMinimumSize {
+		return 0, false
+	}
+	if s.ip4 != nil && !s.ip4.IsChecksumValid() {
+		return 0, false
+	}
+	if !l4Valid {
+		sum := header.PseudoHeaderChecksum(s.proto, s.src, s.dst, uint16(len(s.l4)))
+		if checksum.Checksum(s.l4, sum) != 0xffff {
+			return 0, false
+		}
+	}
+	return s.ipLen, true
+}
+
+// transport is the TCP or UDP segment an IP packet in a frame carries.
+type transport struct {
+	proto    tcpip.TransportProtocolNumber
+	l4       []byte // the segment, headers and payload, up to the IP length
+	src, dst tcpip.Address
+	ip4      header.IPv4 // the IPv4 header, nil over IPv6
+	ipLen    int         // the IP packet's length, headers included
+}
+
+// transportOf finds the transport segment of an Ethernet frame holding
+// IPv4 (not a fragment) or IPv6 without extension headers; it reports
+// false for anything else or lengths that do not add up.
+func transportOf(frame []byte) (transport, bool) {
+	var s transport
+	if len(frame) < header.EthernetMinimumSize {
+		return s, false
+	}
+	ip := frame[header.EthernetMinimumSize:]
+	var proto uint8
+	switch header.Ethernet(frame).Type() {
+	case header.IPv4ProtocolNumber:
+		h := header.IPv4(ip)
+		if len(ip) < header.IPv4MinimumSize {
+			return s, false
+		}
+		hl, total := int(h.HeaderLength()), int(h.TotalLength())
+		if hl < header.IPv4MinimumSize || total < hl || total > len(ip) || h.More() || h.FragmentOffset() != 0 {
+			return s, false
+		}
+		proto, s.l4, s.ipLen, s.ip4 = h.Protocol(), ip[hl:total], total, h[:hl]
+		s.src, s.dst = h.SourceAddress(), h.DestinationAddress()
+	case header.IPv6ProtocolNumber:
+		h := header.IPv6(ip)
+		if len(ip) < header.IPv6MinimumSize {
+			return s, false
+		}
+		end := header.IPv6MinimumSize + int(h.PayloadLength())
+		if end > len(ip) {
+			return s, false
+		}
+		proto, s.l4, s.ipLen = h.NextHeader(), ip[header.IPv6MinimumSize:end], end
+		s.src, s.dst = h.SourceAddress(), h.DestinationAddress()
+	default:
+		return s, false
+	}
+	s.proto = tcpip.TransportProtocolNumber(proto)
+	return s, s.proto == header.TCPProtocolNumber || s.proto == header.UDPProtocolNumber
 }
 
 // completeChecksum completes the partial TCP or UDP checksum of an
@@ -389,60 +597,25 @@ func (e *linkEP) receive(ctx context.Context) {
 // headers, and reports false for anything else or lengths that do not add
 // up.
 func completeChecksum(frame []byte, fresh bool) bool {
-	eth := header.Ethernet(frame)
-	ip := frame[header.EthernetMinimumSize:]
-	var proto uint8
-	var l4 []byte
-	var src, dst tcpip.Address
-	switch eth.Type() {
-	case header.IPv4ProtocolNumber:
-		h := header.IPv4(ip)
-		if len(ip) < header.IPv4MinimumSize {
-			return false
-		}
-		hl, total := int(h.HeaderLength()), int(h.TotalLength())
-		if hl < header.IPv4MinimumSize || total < hl || total > len(ip) || h.More() || h.FragmentOffset() != 0 {
-			return false
-		}
-		proto, l4 = h.Protocol(), ip[hl:total]
-		src, dst = h.SourceAddress(), h.DestinationAddress()
-	case header.IPv6ProtocolNumber:
-		h := header.IPv6(ip)
-		if len(ip) < header.IPv6MinimumSize {
-			return false
-		}
-		end := header.IPv6MinimumSize + int(h.PayloadLength())
-		if end > len(ip) {
-			return false
-		}
-		proto, l4 = h.NextHeader(), ip[header.IPv6MinimumSize:end]
-		src, dst = h.SourceAddress(), h.DestinationAddress()
-	default:
+	s, ok := transportOf(frame)
+	if !ok {
 		return false
 	}
-	var off int
-	switch tcpip.TransportProtocolNumber(proto) {
-	case header.TCPProtocolNumber:
-		if len(l4) < header.TCPMinimumSize {
-			return false
-		}
-		off = header.TCPChecksumOffset
-	case header.UDPProtocolNumber:
-		if len(l4) < header.UDPMinimumSize {
-			return false
-		}
-		off = udpChecksumOffset
-	default:
+	hl, off := header.UDPMinimumSize, udpChecksumOffset
+	if s.proto == header.TCPProtocolNumber {
+		hl, off = header.TCPMinimumSize, header.TCPChecksumOffset
+	}
+	if len(s.l4) < hl {
 		return false
 	}
 	if fresh {
-		binary.BigEndian.PutUint16(l4[off:], header.PseudoHeaderChecksum(tcpip.TransportProtocolNumber(proto), src, dst, uint16(len(l4))))
+		binary.BigEndian.PutUint16(s.l4[off:], header.PseudoHeaderChecksum(s.proto, s.src, s.dst, uint16(len(s.l4))))
 	}
-	sum := ^checksum.Checksum(l4, 0)
+	sum := ^checksum.Checksum(s.l4, 0)
 	if sum == 0 && off == udpChecksumOffset {
 		sum = 0xffff // zero says "no checksum" in UDP
 	}
-	binary.BigEndian.PutUint16(l4[off:], sum)
+	binary.BigEndian.PutUint16(s.l4[off:], sum)
 	return true
 }
 

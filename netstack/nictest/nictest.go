@@ -29,7 +29,7 @@ type NIC struct {
 	Drops atomic.Uint64
 }
 
-var _ netdev.NIC = (*NIC)(nil)
+var _ netdev.BacklogNIC = (*NIC)(nil)
 
 // Pipe returns two NICs joined back to back: a frame transmitted on one is
 // received on the other. Each end's MAC is 02:00:00:00:00:<n> with n 1 and
@@ -85,6 +85,9 @@ func (n *NIC) Receive(ctx context.Context, buf []byte) (int, error) {
 		}
 	}
 }
+
+// RxBacklog implements netdev.BacklogNIC.
+func (n *NIC) RxBacklog() int { return len(n.in) }
 
 // Err is netdev.ErrDown once the NIC is closed, nil before.
 func (n *NIC) Err() error {
