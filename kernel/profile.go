@@ -13,8 +13,9 @@ import "github.com/unikgo/unikgo/x86"
 var profiling bool
 
 const (
-	profTick = 1_000_000 // ns between samples
-	profTop  = 20        // lines per table
+	profTick   = 1_000_000 // ns between samples
+	profTop    = 20        // lines per table
+	profTopCum = 60        // lines of the table with callees
 )
 
 type profCount struct{ n, cycles uint64 }
@@ -31,11 +32,18 @@ var (
 	profExitRIP   uint64         // where the last trap returned to
 	profEcho      bool           // the timer was due as that trap returned
 	profMissed    uint64         // samples whose function table was full
-	profFns       [4096]struct {
-		fn uintptr // _func address in the pclntab
-		n  uint64
-	}
+	profFns       [4096]profFn   // samples by the function they were in
+	profCum       [4096]profFn   // samples by every function on the stack
 )
+
+// profFn counts samples of one function.
+type profFn struct {
+	fn uintptr // _func address in the pclntab
+	n  uint64
+}
+
+// profDepth bounds the frames walked per sample.
+const profDepth = 48
 
 // profTrap accounts a trap that began at TSC t0 and now returns to rip: a
 // system call nr (vec = vecSyscall) or an exception or interrupt.
@@ -85,7 +93,16 @@ func profWake() {
 // knows when that happens: the timer was due (or about to be) as the trap
 // returned, which under Xen is common, traps there taking tens of
 // microseconds and the interrupt's injection more.
-func profSample(pc uintptr) {
+//
+// The stack is walked through the frame pointers Go keeps on amd64 (each
+// frame's BP slot holds the caller's BP, the return address above it), so
+// that every function on it counts the sample once in profCum: what a
+// function costs with its callees. A function sampled without a frame of
+// its own (a leaf without locals, or any function in its prologue) has
+// not pushed BP: its caller's return address is at the top of the stack,
+// and BP is the caller's. A frame whose pages are not present ends the
+// walk.
+func profSample(pc, sp, bp uintptr) {
 	if profEcho && uint64(pc) == profExitRIP {
 		profResumed++
 		return
@@ -96,16 +113,76 @@ func profSample(pc uintptr) {
 		return
 	}
 	fn := s.findFunc(pc)
-	h := (fn >> 3) * 0x9e3779b97f4a7c15 >> 52 // 12 bits
-	for i := uintptr(0); i < uintptr(len(profFns)); i++ {
-		e := &profFns[(h+i)%uintptr(len(profFns))]
-		if e.fn == fn || e.fn == 0 {
-			e.fn = fn
-			e.n++
+	if !profCount1(&profFns, fn) {
+		profMissed++
+	}
+	var w profWalk
+	w.add(fn)
+	if fn != 0 && s.pcvalue(fn, rd32(fn+fnPcsp), pc) == 0 && sp&7 == 0 && profReadable(sp, 8) {
+		if ret := *(*uintptr)(ptr(sp)); ret != 0 {
+			w.add(s.findFunc(ret - 1))
+		}
+	}
+	for w.n < len(w.seen) && bp&7 == 0 && profReadable(bp, 16) {
+		next, ret := *(*uintptr)(ptr(bp)), *(*uintptr)(ptr(bp + 8))
+		if next <= bp || ret == 0 {
+			return
+		}
+		w.add(s.findFunc(ret - 1))
+		bp = next
+	}
+}
+
+// profWalk is the functions one sample's stack walk has counted.
+type profWalk struct {
+	seen [profDepth]uintptr
+	n    int
+}
+
+// add counts the sample in profCum for fn, once per walk.
+func (w *profWalk) add(fn uintptr) {
+	if fn == 0 || w.n == len(w.seen) {
+		return
+	}
+	for _, f := range w.seen[:w.n] {
+		if f == fn {
 			return
 		}
 	}
-	profMissed++
+	w.seen[w.n] = fn
+	w.n++
+	profCount1(&profCum, fn)
+}
+
+// profCount1 adds a sample to fn's entry in t; false if t is full.
+func profCount1(t *[4096]profFn, fn uintptr) bool {
+	h := (fn >> 3) * 0x9e3779b97f4a7c15 >> 52 // 12 bits
+	for i := uintptr(0); i < uintptr(len(t)); i++ {
+		e := &t[(h+i)%uintptr(len(t))]
+		if e.fn == fn || e.fn == 0 {
+			e.fn = fn
+			e.n++
+			return true
+		}
+	}
+	return false
+}
+
+// profReadable reports whether [p, p+n) is mapped, without faulting
+// anything in: a stack walk must not change the program's memory.
+func profReadable(p, n uintptr) bool {
+	if p < pageSize || p+n < p {
+		return false
+	}
+	if p+n <= identTop {
+		return true
+	}
+	for va := p &^ (pageSize - 1); va < p+n; va += pageSize {
+		if e := walk(va, false); e == nil || *e&ptePresent == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // profNextTick bounds the timer's next deadline so that samples keep
@@ -117,6 +194,34 @@ func profNextTick(next, now uint64) uint64 {
 		return t
 	}
 	return next
+}
+
+// profTable prints t's top entries, emptying them.
+func profTable(t *[4096]profFn, top int) {
+	s, ok := loadSymtab()
+	for k := 0; k < top && ok; k++ {
+		best := -1
+		var bn uint64
+		for i := range t {
+			if t[i].n > bn {
+				best, bn = i, t[i].n
+			}
+		}
+		if best < 0 {
+			break
+		}
+		e := &t[best]
+		kprint("  ")
+		percent(e.n, profSamples)
+		kprint("% ")
+		if e.fn == 0 {
+			kprint("(unknown)")
+		} else {
+			kprint(cstring(s.names + uintptr(rd32(e.fn+fnNameOff))))
+		}
+		kprint("\n")
+		e.n = 0
+	}
 }
 
 func percent(part, whole uint64) {
@@ -184,30 +289,9 @@ func profReport() {
 		e.cycles = 0
 	}
 	kprint("unikgo: profile: program, by function (% of samples):\n")
-	s, ok := loadSymtab()
-	for k := 0; k < profTop && ok; k++ {
-		best := -1
-		var bn uint64
-		for i := range profFns {
-			if profFns[i].n > bn {
-				best, bn = i, profFns[i].n
-			}
-		}
-		if best < 0 {
-			break
-		}
-		e := &profFns[best]
-		kprint("  ")
-		percent(e.n, profSamples)
-		kprint("% ")
-		if e.fn == 0 {
-			kprint("(unknown)")
-		} else {
-			kprint(cstring(s.names + uintptr(rd32(e.fn+fnNameOff))))
-		}
-		kprint("\n")
-		e.n = 0
-	}
+	profTable(&profFns, profTop)
+	kprint("unikgo: profile: program, by function with its callees (% of samples):\n")
+	profTable(&profCum, profTopCum)
 	if profMissed > 0 {
 		kprint("  (")
 		kprintDec(profMissed)

@@ -20,6 +20,7 @@ const (
 
 	fnEntryOff = 0
 	fnNameOff  = 4
+	fnPcsp     = 16
 	fnPcfile   = 20
 	fnPcln     = 24
 	fnCuOffset = 32

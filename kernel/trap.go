@@ -74,7 +74,7 @@ func irq(c *percpu, f *TrapFrame, inThread bool) {
 	}
 	timerFired()
 	if profiling && inThread {
-		profSample(uintptr(f.RIP))
+		profSample(uintptr(f.RIP), uintptr(f.RSP), uintptr(f.RBP))
 	}
 	now := nanotime()
 	expireTimers(now)

@@ -210,13 +210,16 @@ func TestAsyncPreemption(t *testing.T) {
 
 // TestProfile runs the spinning program of TestAsyncPreemption with the
 // kernel's profiler: at exit the console carries the time split, the
-// kernel's table by system call and trap, and the program's table by
-// function, where the spinning goroutine must come first.
+// kernel's table by system call and trap, the program's table by
+// function, where the spinning loop (main.spin) must come first, and the
+// table by function with its callees, where the goroutine that calls it
+// (main.main.func1, found by walking the stack) must have most samples.
 func TestProfile(t *testing.T) {
 	t.Parallel()
 	r := boot(t, image(t, "./qemu-tests/boot/testdata/preempt"), "unikgo.profile preempt", 2*time.Minute)
 	expect(t, r, 0, "preempt: ok\n", "unikgo: profile: ", "unikgo: profile: kernel, by system call and trap",
-		"unikgo: profile: program, by function (% of samples):\n")
+		"unikgo: profile: program, by function (% of samples):\n",
+		"unikgo: profile: program, by function with its callees (% of samples):\n")
 	m := regexp.MustCompile(`unikgo: profile: ([0-9.]+) s: kernel ([0-9.]+)%, idle ([0-9.]+)%, program the rest; (\d+) samples`).FindStringSubmatch(r.out)
 	if m == nil {
 		t.Fatalf("no profile summary line:\n%s", r.out)
@@ -230,10 +233,16 @@ func TestProfile(t *testing.T) {
 		t.Errorf("implausible summary %q: %.3f s, kernel %.3f%%, idle %.3f%%, %d samples", m[0], secs, kern, idle, samples)
 	}
 	top := regexp.MustCompile(`by function \(% of samples\):\n +([0-9.]+)% (\S+)\n`).FindStringSubmatch(r.out)
-	if top == nil || top[2] != "main.main.func1" {
-		t.Errorf("the spinning goroutine (main.main.func1) is not the program's top function:\n%s", r.out)
+	if top == nil || top[2] != "main.spin" {
+		t.Errorf("the spinning loop (main.spin) is not the program's top function:\n%s", r.out)
 	} else if share, _ := strconv.ParseFloat(top[1], 64); share < 50 {
-		t.Errorf("the spinning goroutine has %.3f%% of the samples, want most", share)
+		t.Errorf("the spinning loop has %.3f%% of the samples, want most", share)
+	}
+	cum := regexp.MustCompile(`with its callees \(% of samples\):\n(?:  .*\n)*?  ([0-9.]+)% main\.main\.func1\n`).FindStringSubmatch(r.out)
+	if cum == nil {
+		t.Errorf("the spinning loop's caller (main.main.func1) is not in the table with callees:\n%s", r.out)
+	} else if share, _ := strconv.ParseFloat(cum[1], 64); share < 50 {
+		t.Errorf("the spinning loop's caller has %.3f%% of the samples with its callees, want most", share)
 	}
 	if !regexp.MustCompile(`\n  (clock_gettime|vector 32|futex|nanosleep) [0-9.]+% \d+ [0-9.]+\n`).MatchString(r.out) {
 		t.Errorf("kernel table lacks the calls this program makes:\n%s", r.out)

@@ -13,18 +13,27 @@ import (
 
 var sink int
 
+// spin loops forever without a call. It is a function of its own so that
+// the kernel's profiler (TestProfile) has a caller to find by walking the
+// stack.
+//
+//go:noinline
+func spin() {
+	x := 0
+	for {
+		x++
+		if x == -1 {
+			sink = x
+		}
+	}
+}
+
 func main() {
 	runtime.GOMAXPROCS(1)
 	started := make(chan bool)
 	go func() {
 		started <- true
-		x := 0
-		for {
-			x++
-			if x == -1 {
-				sink = x
-			}
-		}
+		spin()
 	}()
 	<-started
 	for i := 0; i < 5; i++ {
