@@ -213,6 +213,12 @@ func timeout(v *atomic.Int64) time.Duration { return time.Duration(v.Load()) }
 // of its work, after which the time limit and ctx end the operation
 // without an error (a partial read or write).
 func (s *Socket) block(ctx context.Context, nonblock bool, tmo time.Duration, op func() unix.Errno, progress func() bool) unix.Errno {
+	if nonblock {
+		// Nothing waits, so no wake channel is needed: Go's sockets
+		// are all non-blocking, and each operation would otherwise
+		// make one and each readiness change close it.
+		return op()
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -221,7 +227,7 @@ func (s *Socket) block(ctx context.Context, nonblock bool, tmo time.Duration, op
 	for {
 		ch := s.waitChan()
 		e := op()
-		if e != unix.EAGAIN || nonblock {
+		if e != unix.EAGAIN {
 			return e
 		}
 		if tmo < 0 {
