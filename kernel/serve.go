@@ -39,7 +39,11 @@ const (
 	serveReplyDone = 0 // reply kinds
 	serveReplyPoll = 1 // readiness of an object: id = object, val = events
 	serveReplyName = 2 // addresses of a socket: id = object, val = *sockNames
-	serveOrphan    = 1 << 63
+	// With serveReplyPoll, above the events: they are exact for data
+	// transfer (netstack/socket's Socket.EventsExact), so a non-blocking
+	// read or write they say would block is answered EAGAIN here.
+	serveReadyExact = 1 << 32
+	serveOrphan     = 1 << 63
 
 	// A socket's addresses as getsockname and getpeername return them;
 	// sockaddr_in6 (28 bytes) is the longest served.
@@ -68,6 +72,7 @@ type servedObj struct {
 	kind   int8
 	server int8
 	events uint32 // readiness the server last reported
+	exact  bool   // events is exact for data transfer (serveReadyExact)
 
 	// A socket's socket(2) arguments and its addresses as the server
 	// last reported them: the kernel answers getsockname and
@@ -315,6 +320,7 @@ func serveWrite(f *TrapFrame, d *fdesc, buf, n uintptr) {
 		case serveReplyPoll:
 			if id < maxServed && servedObjs[id].kind == soSocket && int32(servedObjs[id].server) == d.obj {
 				servedObjs[id].events = uint32(val)
+				servedObjs[id].exact = val&serveReadyExact != 0
 				notifyServed(int32(id))
 			}
 		case serveReplyName:
@@ -485,12 +491,46 @@ func servedCall(c *percpu, f *TrapFrame) bool {
 		f.RAX = sockName(o, f.RAX == unix.SYS_GETPEERNAME, uintptr(f.RSI), uintptr(f.RDX))
 		return true
 	}
+	// Go's netpoller reads until EAGAIN: the last read of every burst
+	// would be a round trip to the server for nothing.
+	if d.nonblk && o.kind == soSocket && o.exact && wouldBlock(f.RAX, f.R10, f.RDX, o.events) {
+		f.RAX = errno(_EAGAIN)
+		return true
+	}
 	newKind := int8(soFree)
 	if f.RAX == unix.SYS_ACCEPT || f.RAX == unix.SYS_ACCEPT4 {
 		newKind = soSocket
 	}
 	forward(c, f, d.obj, newKind, d.nonblk)
 	return true
+}
+
+// wouldBlock reports whether non-blocking system call sysno (with r10 and
+// rdx, where recvfrom, sendto, recvmsg and sendmsg keep their flags) on a
+// socket whose exact readiness is events would return EAGAIN: a read or a
+// recv without flags when nothing is readable, hung up or in error, a
+// write or a send without flags when nothing is writable, hung up or in
+// error. Anything else is the server's to answer.
+func wouldBlock(sysno, r10, rdx uint64, events uint32) bool {
+	const (
+		readable = epollIn | epollRdhup | epollHup | epollErr
+		writable = epollOut | epollHup | epollErr
+	)
+	switch sysno {
+	case unix.SYS_READ, unix.SYS_READV:
+		return events&readable == 0
+	case unix.SYS_RECVFROM:
+		return r10&^unix.MSG_DONTWAIT == 0 && events&readable == 0
+	case unix.SYS_RECVMSG:
+		return rdx&^unix.MSG_DONTWAIT == 0 && events&readable == 0
+	case unix.SYS_WRITE, unix.SYS_WRITEV:
+		return events&writable == 0
+	case unix.SYS_SENDTO:
+		return r10&^unix.MSG_DONTWAIT == 0 && events&writable == 0
+	case unix.SYS_SENDMSG:
+		return rdx&^unix.MSG_DONTWAIT == 0 && events&writable == 0
+	}
+	return false
 }
 
 // servedSocket answers socket(2) for the server that took sockets. It

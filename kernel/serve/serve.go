@@ -13,7 +13,10 @@
 // A reply of kind 0 ends request id with val (the result, or -errno); for
 // a call that creates a descriptor (open, accept) a non-negative val makes
 // the kernel install a descriptor for object new. Kind 1 reports the epoll
-// readiness val of socket object id. Kind 2 reports socket object id's
+// readiness of socket object id: the events in val's low 32 bits, and bit
+// 32 (exact) if they tell exactly when a non-blocking read, write, or
+// recv or send without flags would block, which the kernel then answers
+// itself (EAGAIN) without forwarding. Kind 2 reports socket object id's
 // addresses: val points to {sockLen, peerLen u32; sock, peer [32]byte},
 // read during the write; the kernel answers getsockname and getpeername
 // from them.
@@ -55,6 +58,8 @@ const (
 	replyDone = 0
 	replyPoll = 1
 	replyName = 2
+
+	readyExact = 1 << 32
 
 	maxSockName = 32
 )
@@ -208,9 +213,16 @@ func (s *Server) writeLocked(id uint64, val int64, kind uint32) error {
 func (s *Server) Reply(id uint64, val int64) error { return s.write(id, val, replyDone) }
 
 // Ready reports the epoll readiness (EPOLLIN, EPOLLOUT... bits) of a socket
-// object, waking the program's netpoller on changes.
-func (s *Server) Ready(o Obj, events uint32) error {
-	return s.write(uint64(o), int64(events), replyPoll)
+// object, waking the program's netpoller on changes. With exact, events
+// tell exactly when a non-blocking read, write, or recv or send without
+// flags would return EAGAIN (netstack/socket's Socket.EventsExact), and the
+// kernel answers those calls itself while they would.
+func (s *Server) Ready(o Obj, events uint32, exact bool) error {
+	v := int64(events)
+	if exact {
+		v |= readyExact
+	}
+	return s.write(uint64(o), v, replyPoll)
 }
 
 // Names reports a socket object's own address and its peer's (empty when

@@ -81,7 +81,10 @@ func TestReplyAndReadyEncoding(t *testing.T) {
 	if err := s.Reply(42|9<<32, -int64(unix.EROFS)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Ready(17, unix.EPOLLIN|unix.EPOLLOUT); err != nil {
+	if err := s.Ready(17, unix.EPOLLIN|unix.EPOLLOUT, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(18, unix.EPOLLOUT, true); err != nil {
 		t.Fatal(err)
 	}
 	le := binary.LittleEndian
@@ -89,7 +92,11 @@ func TestReplyAndReadyEncoding(t *testing.T) {
 		id   uint64
 		val  int64
 		kind uint32
-	}{{42 | 9<<32, -int64(unix.EROFS), replyDone}, {17, unix.EPOLLIN | unix.EPOLLOUT, replyPoll}} {
+	}{
+		{42 | 9<<32, -int64(unix.EROFS), replyDone},
+		{17, unix.EPOLLIN | unix.EPOLLOUT, replyPoll},
+		{18, 1<<32 | unix.EPOLLOUT, replyPoll}, // exact: bit 32
+	} {
 		b := make([]byte, 64)
 		k.SetReadDeadline(time.Now().Add(5 * time.Second))
 		n, err := k.Read(b)

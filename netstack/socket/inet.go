@@ -529,6 +529,20 @@ func (is *inetSock) events() uint32 {
 	return uint32(r)
 }
 
+// eventsExact is Socket.EventsExact for an inet socket.
+func (is *inetSock) eventsExact() bool {
+	if !is.stream {
+		return true
+	}
+	switch is.tcpState() {
+	case tcp.StateSynSent, tcp.StateSynRecv, tcp.StateEstablished:
+		// gVisor keeps SO_RCVLOWAT but acts on none: readiness and
+		// reads both behave as with 1, so the option changes nothing.
+		return true
+	}
+	return false
+}
+
 func (is *inetSock) inq() (int, unix.Errno) {
 	if is.stream && is.tcpState() == tcp.StateListen {
 		return 0, unix.EINVAL

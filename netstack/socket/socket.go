@@ -277,6 +277,21 @@ func (s *Socket) Events() uint32 {
 	return s.inet.events()
 }
 
+// EventsExact reports whether Events, taken now, tells exactly when a
+// non-blocking data transfer would block: a read, or a recv without
+// flags, returns EAGAIN whenever EPOLLIN, EPOLLRDHUP, EPOLLHUP and
+// EPOLLERR are all clear, and a write, or a send without flags, whenever
+// EPOLLOUT, EPOLLHUP and EPOLLERR are. So it is for UDP and ping sockets,
+// and for TCP sockets connecting or connected (SYN-SENT, SYN-RCVD,
+// ESTABLISHED); not for a listening or
+// closed TCP socket, where reads and writes fail (ENOTCONN, EPIPE) rather
+// than block, nor for netlink. The kernel then answers such a call itself
+// (EAGAIN) instead of forwarding it; Events is reported again after every
+// change, so no wakeup is lost.
+func (s *Socket) EventsExact() bool {
+	return !s.isClosed() && s.inet != nil && s.inet.eventsExact()
+}
+
 // Close releases the socket. Operations waiting on it return EBADF. A
 // TCP socket with SO_LINGER on and a non-zero time waits, up to that time,
 // for its queued data to be acknowledged, as Linux's close does (even in

@@ -35,7 +35,7 @@ const (
 // Readier takes a socket object's epoll readiness and addresses (which
 // the kernel answers getsockname and getpeername with): *serve.Server.
 type Readier interface {
-	Ready(o serve.Obj, events uint32) error
+	Ready(o serve.Obj, events uint32, exact bool) error
 	Names(o serve.Obj, sock, peer []byte) error
 }
 
@@ -57,6 +57,7 @@ type sock struct {
 
 	mu         sync.Mutex
 	reported   uint32 // +checklocks:mu
+	exact      bool   // +checklocks:mu; reported with Socket.EventsExact
 	sock, peer []byte // +checklocks:mu; addresses last reported
 	dead       bool   // +checklocks:mu; closed: report nothing more
 }
@@ -189,9 +190,9 @@ func (k *sock) report(rd Readier, names bool) {
 			rd.Names(k.obj, sock, peer)
 		}
 	}
-	if ev := k.s.Events(); ev != k.reported {
-		k.reported = ev
-		rd.Ready(k.obj, ev)
+	if ev, exact := k.s.Events(), k.s.EventsExact(); ev != k.reported || exact != k.exact {
+		k.reported, k.exact = ev, exact
+		rd.Ready(k.obj, ev, exact)
 	}
 }
 

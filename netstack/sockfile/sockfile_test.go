@@ -23,6 +23,7 @@ import (
 type readiness struct {
 	mu    sync.Mutex
 	ev    map[serve.Obj]uint32
+	exact map[serve.Obj]bool
 	names map[serve.Obj][2][]byte
 	chg   chan struct{}
 }
@@ -43,15 +44,21 @@ func (r *readiness) name(o serve.Obj, peer bool) []byte {
 	return r.names[o][0]
 }
 
-func (r *readiness) Ready(o serve.Obj, ev uint32) error {
+func (r *readiness) Ready(o serve.Obj, ev uint32, exact bool) error {
 	r.mu.Lock()
-	r.ev[o] = ev
+	r.ev[o], r.exact[o] = ev, exact
 	r.mu.Unlock()
 	select {
 	case r.chg <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+func (r *readiness) isExact(o serve.Obj) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.exact[o]
 }
 
 func (r *readiness) get(o serve.Obj) uint32 {
@@ -94,7 +101,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(st.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	rd := &readiness{ev: make(map[serve.Obj]uint32), names: make(map[serve.Obj][2][]byte), chg: make(chan struct{}, 1)}
+	rd := &readiness{ev: make(map[serve.Obj]uint32), exact: make(map[serve.Obj]bool), names: make(map[serve.Obj][2][]byte), chg: make(chan struct{}, 1)}
 	return &fixture{t: t, srv: New(ctx, socket.New(st), rd), rd: rd}
 }
 
@@ -202,6 +209,11 @@ func TestTCP(t *testing.T) {
 	if ev := f.rd.get(sv); ev&unix.EPOLLOUT == 0 {
 		t.Errorf("accepted socket reported %#x at once, want EPOLLOUT", ev)
 	}
+	// A connected socket's readiness is exact (the kernel may answer
+	// EAGAIN itself); a listener's is not (its reads fail, ENOTCONN).
+	if !f.rd.isExact(sv) || !f.rd.isExact(cl) || f.rd.isExact(ln) {
+		t.Errorf("readiness reported exact: accepted %v, client %v, listener %v; want true, true, false", f.rd.isExact(sv), f.rd.isExact(cl), f.rd.isExact(ln))
+	}
 
 	a, b := []byte("hello, "), []byte("world")
 	iov := []uintptr{bufAddr(a), uintptr(len(a)), bufAddr(b), uintptr(len(b))}
@@ -229,6 +241,9 @@ func TestTCP(t *testing.T) {
 
 	f.ok("shutdown", unix.SYS_SHUTDOWN, cl, -1, true, unix.SHUT_WR)
 	f.rd.wait(t, sv, unix.EPOLLIN|unix.EPOLLRDHUP, 0)
+	if f.rd.isExact(sv) {
+		t.Error("readiness reported exact after the peer's shutdown (CLOSE-WAIT)")
+	}
 	if v := f.call(unix.SYS_READ, sv, -1, true, bufAddr(in), uintptr(len(in))); v != 0 {
 		t.Errorf("read after the peer's shutdown: %d, want 0 (EOF)", v)
 	}
