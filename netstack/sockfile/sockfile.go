@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/unikgo/unikgo/kernel/serve"
@@ -316,7 +317,7 @@ func (srv *Server) call(k *sock, r *serve.Request) int64 {
 	case unix.SYS_SENDMMSG:
 		return mmsg(ctx, s, a[1], a[2], int(int32(a[3])), sendmsg)
 	case unix.SYS_RECVMMSG:
-		return mmsg(ctx, s, a[1], a[2], int(int32(a[3])), recvmsg)
+		return recvmmsg(ctx, s, a[1], a[2], int(int32(a[3])), a[4])
 	case unix.SYS_SHUTDOWN:
 		return errRet(0, s.Shutdown(int(int32(a[1]))))
 	case unix.SYS_GETSOCKNAME, unix.SYS_GETPEERNAME:
@@ -464,18 +465,57 @@ func recvmsg(ctx context.Context, s *socket.Socket, p uintptr, flags int) (int, 
 	return n, 0
 }
 
-// mmsg is sendmmsg and recvmmsg: op on each struct mmsghdr in turn,
-// storing msg_len, until one fails or would block. As on Linux, an error
-// after at least one message is not reported. (recvmmsg's timeout is not
-// honoured: blocking receivers wait for each message.)
+// mmsg is sendmmsg: op on each struct mmsghdr in turn, storing msg_len,
+// until one fails or would block. As on Linux, an error after at least
+// one message is not reported.
 func mmsg(ctx context.Context, s *socket.Socket, p, cnt uintptr, flags int, op func(context.Context, *socket.Socket, uintptr, int) (int, unix.Errno)) int64 {
+	return mmsgUntil(ctx, s, p, cnt, func(int64) int { return flags }, op, nil)
+}
+
+// recvmmsg is recvmmsg(2) as Linux does it: MSG_WAITFORONE makes every
+// receive after the first non-blocking, and the timeout (tp, a struct
+// timespec, or 0) is checked after each message, not while one is awaited
+// (a documented Linux bug kept for compatibility); the time left is
+// written back to it.
+func recvmmsg(ctx context.Context, s *socket.Socket, p, cnt uintptr, flags int, tp uintptr) int64 {
+	var deadline time.Time
+	var ts *unix.Timespec
+	if tp != 0 {
+		ts = (*unix.Timespec)(serve.Pointer(tp))
+		if ts.Sec < 0 || ts.Nsec < 0 || ts.Nsec >= 1e9 {
+			return -int64(unix.EINVAL)
+		}
+		deadline = time.Now().Add(time.Duration(ts.Sec)*time.Second + time.Duration(ts.Nsec))
+	}
+	fl := func(done int64) int {
+		f := flags &^ unix.MSG_WAITFORONE
+		if flags&unix.MSG_WAITFORONE != 0 && done > 0 {
+			f |= unix.MSG_DONTWAIT
+		}
+		return f
+	}
+	var expired func() bool
+	if ts != nil {
+		expired = func() bool { return !time.Now().Before(deadline) }
+	}
+	v := mmsgUntil(ctx, s, p, cnt, fl, recvmsg, expired)
+	if ts != nil {
+		*ts = unix.NsecToTimespec(max(time.Until(deadline), 0).Nanoseconds())
+	}
+	return v
+}
+
+// mmsgUntil runs op on up to cnt struct mmsghdr at p with the flags fl
+// gives for the number done so far, stopping early once stop (if not nil)
+// reports true after a message.
+func mmsgUntil(ctx context.Context, s *socket.Socket, p, cnt uintptr, fl func(int64) int, op func(context.Context, *socket.Socket, uintptr, int) (int, unix.Errno), stop func() bool) int64 {
 	if cnt > serve.MaxIOV {
 		cnt = serve.MaxIOV
 	}
 	done := int64(0)
 	for i := uintptr(0); i < cnt; i++ {
 		h := p + i*unsafe.Sizeof(unix.Mmsghdr{})
-		n, e := op(ctx, s, h, flags)
+		n, e := op(ctx, s, h, fl(done))
 		if e != 0 {
 			if done > 0 {
 				return done
@@ -484,6 +524,9 @@ func mmsg(ctx context.Context, s *socket.Socket, p, cnt uintptr, flags int, op f
 		}
 		(*unix.Mmsghdr)(serve.Pointer(h)).Len = uint32(n)
 		done++
+		if stop != nil && stop() {
+			break
+		}
 	}
 	return done
 }

@@ -332,6 +332,70 @@ func TestUDP(t *testing.T) {
 	runtime.KeepAlive(riov)
 }
 
+// TestRecvmmsgBlocking: on a blocking socket, recvmmsg with
+// MSG_WAITFORONE returns after the first datagram, and with a timeout it
+// returns once the timeout has passed after a datagram, writing back the
+// time left (none); a bad timeout is EINVAL. A second datagram comes two
+// seconds later, so an implementation that waits for it returns 2.
+func TestRecvmmsgBlocking(t *testing.T) {
+	f := newFixture(t)
+	const a, b = 30, 31
+	for _, o := range []serve.Obj{a, b} {
+		f.ok("socket", unix.SYS_SOCKET, provider, o, false, unix.AF_INET, unix.SOCK_DGRAM, 0)
+		sa := sockaddr4(netip.MustParseAddrPort("127.0.0.1:0"))
+		f.ok("bind", unix.SYS_BIND, o, -1, false, bufAddr(sa), uintptr(len(sa)))
+	}
+	bAddr := make([]byte, 16)
+	bLen := new(int32)
+	*bLen = 16
+	f.ok("getsockname", unix.SYS_GETSOCKNAME, b, -1, false, bufAddr(bAddr), addr(bLen))
+	send := func(p string) {
+		if n := f.ok("sendto", unix.SYS_SENDTO, a, -1, false, bufAddr([]byte(p)), uintptr(len(p)), 0, bufAddr(bAddr), 16); n != int64(len(p)) {
+			t.Errorf("sendto: %d", n)
+		}
+	}
+	bufs := [][]byte{make([]byte, 16), make([]byte, 16)}
+	riov := []uintptr{bufAddr(bufs[0]), 16, bufAddr(bufs[1]), 16}
+	in := make([]unix.Mmsghdr, 2)
+	for i := range in {
+		in[i].Hdr = unix.Msghdr{Iov: (*unix.Iovec)(unsafe.Pointer(&riov[2*i])), Iovlen: 1}
+	}
+	for _, c := range []struct {
+		name  string
+		flags uintptr
+		ts    *unix.Timespec
+	}{
+		{"MSG_WAITFORONE", unix.MSG_WAITFORONE, nil},
+		{"timeout 0", 0, &unix.Timespec{}},
+	} {
+		send("one")
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			time.Sleep(2 * time.Second)
+			send("two")
+		}()
+		var tp uintptr
+		if c.ts != nil {
+			tp = addr(c.ts)
+		}
+		n := f.ok("recvmmsg "+c.name, unix.SYS_RECVMMSG, b, -1, false, addr(&in[0]), 2, c.flags, tp)
+		if n != 1 || string(bufs[0][:in[0].Len]) != "one" {
+			t.Errorf("recvmmsg %s: %d messages, first %q; want 1, \"one\"", c.name, n, bufs[0][:in[0].Len])
+		}
+		if c.ts != nil && (c.ts.Sec != 0 || c.ts.Nsec != 0) {
+			t.Errorf("recvmmsg %s: time left %v, want 0", c.name, *c.ts)
+		}
+		<-done
+		f.call(unix.SYS_RECVFROM, b, -1, true, bufAddr(bufs[1]), 16, 0, 0, 0) // "two", if still there
+	}
+	bad := unix.Timespec{Nsec: 1e9}
+	if v := f.call(unix.SYS_RECVMMSG, b, -1, false, addr(&in[0]), 2, 0, addr(&bad)); v != -int64(unix.EINVAL) {
+		t.Errorf("recvmmsg with tv_nsec 1e9: %d, want EINVAL", v)
+	}
+	runtime.KeepAlive(riov)
+}
+
 // TestBadArguments: bad pointers give EFAULT without crashing the
 // program, bad lengths EINVAL, unknown objects EBADF, unknown ioctls
 // ENOTTY.
