@@ -110,6 +110,40 @@ func serverGuest(ctx context.Context, t *testing.T, l *xenlab.Lab, cfg xenlab.Gu
 	}
 }
 
+// TestXenstoreConfigPVH runs examples/http without ip=: eth0 takes its
+// address, netmask and gateway from the Qubes-style keys the toolstack
+// writes in the domain's xenstore home before it runs (qubes-ip,
+// qubes-netmask, qubes-gateway, qubes-primary-dns). From dom0: ping, and
+// the page, which names the address and the caller as the guest saw them.
+func TestXenstoreConfigPVH(t *testing.T) {
+	l := lab(t)
+	img := image(t, "./examples/http")
+	install := netpeer(t, l)
+	labMu.Lock()
+	defer labMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cfg := xenlab.GuestConfig{Name: "xscfg", Type: xenlab.PVH, Kernel: img, MemoryMiB: 128, NICs: 1, Cmdline: "http",
+		Xenstore: map[string]string{
+			"qubes-ip":          "10.0.0.12",
+			"qubes-netmask":     "255.255.255.0",
+			"qubes-gateway":     "10.0.0.1",
+			"qubes-primary-dns": "10.0.0.1",
+		}}
+	g, run := serverGuest(ctx, t, l, cfg, `http: serving on`)
+	defer g.Destroy(context.Background())
+	run("installing netpeer", install)
+	if out := run("ping", "busybox ping -c 3 -W 5 10.0.0.12"); !strings.Contains(out, "3 packets received") {
+		t.Errorf("ping from dom0:\n%s", out)
+	}
+	page := run("GET /", "/tmp/netpeer get http://10.0.0.12/")
+	for _, want := range []string{"You are 10.0.0.1:", "eth0 " + cfg.MAC(0) + " [10.0.0.12/24"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q:\n%s", want, page)
+		}
+	}
+}
+
 // TestHTTPPVH runs examples/http, an ordinary net/http server, as a PVH
 // guest with netfront against dom0's Linux netback, eth0 set by the ip=
 // parameter. From dom0: ping, the page (net.Interfaces, the guest's

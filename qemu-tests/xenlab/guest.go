@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +47,10 @@ type GuestConfig struct {
 	Disks []Disk
 	// Extra lines appended verbatim to the xl config (they override earlier keys).
 	Extra []string
+	// Xenstore keys (relative to the domain's home, /local/domain/ID) and
+	// values written while the domain is still paused, as a toolstack such
+	// as Qubes' writes qubes-ip and the like before the guest runs.
+	Xenstore map[string]string
 }
 
 // ShutdownReason is the reason code xl reports when a domain shuts down.
@@ -179,13 +185,24 @@ func (l *Lab) Create(ctx context.Context, c GuestConfig) (*Guest, error) {
 			return nil, err
 		}
 	}
-	return l.CreateFromXL(ctx, c.Name, cfg)
+	return l.create(ctx, c.Name, cfg, c.Xenstore)
 }
 
 // CreateFromXL creates a domain from xl config text whose name = line is name. Files it
 // names must already be in dom0 (see CopyIn). Any old logs of a guest with that name are
 // removed first, so waits see only this run.
 func (l *Lab) CreateFromXL(ctx context.Context, name, xlConfig string) (*Guest, error) {
+	return l.create(ctx, name, xlConfig, nil)
+}
+
+// create is CreateFromXL, writing keys into the domain's xenstore home
+// before it is unpaused.
+func (l *Lab) create(ctx context.Context, name, xlConfig string, keys map[string]string) (*Guest, error) {
+	for k := range keys {
+		if k == "" || strings.HasPrefix(k, "/") || strings.Contains(k, "..") {
+			return nil, fmt.Errorf("xenlab: guest %s: xenstore key %q: want a path relative to the domain's home", name, k)
+		}
+	}
 	if !guestNameRE.MatchString(name) {
 		return nil, fmt.Errorf("xenlab: guest name %q: use letters, digits, '.', '_', '-'", name)
 	}
@@ -207,6 +224,16 @@ func (l *Lab) CreateFromXL(ctx context.Context, name, xlConfig string) (*Guest, 
 		return nil, fmt.Errorf("xenlab: create guest %s: no domid in %q", name, out)
 	}
 	g.DomID = id
+	var w strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		fmt.Fprintf(&w, "xenstore-write %s %s\n", shellQuote(fmt.Sprintf("/local/domain/%d/%s", id, k)), shellQuote(keys[k]))
+	}
+	if w.Len() > 0 {
+		if out, err := l.MustSucceed(ctx, w.String()); err != nil {
+			l.MustSucceed(ctx, "xl destroy "+name)
+			return nil, fmt.Errorf("xenlab: guest %s: writing its xenstore keys: %w\n%s", name, err, out)
+		}
+	}
 	if _, err := l.MustSucceed(ctx, "xl unpause "+name); err != nil {
 		return nil, fmt.Errorf("xenlab: start guest %s: %w", name, err)
 	}
@@ -372,3 +399,6 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
+
+// shellQuote quotes s for dom0's shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

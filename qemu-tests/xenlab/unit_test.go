@@ -115,3 +115,16 @@ func TestParseQEMUVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.12":      `'10.0.0.12'`,
+		"":               `''`,
+		"it's":           `'it'\''s'`,
+		"$(reboot) `x`;": "'$(reboot) `x`;'",
+	} {
+		if got := shellQuote(in); got != want {
+			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
