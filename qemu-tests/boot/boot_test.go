@@ -188,6 +188,18 @@ func TestSyscalls(t *testing.T) {
 	}
 }
 
+// TestGOMAXPROCS: on one vCPU the kernel gives the runtime two Ps (a
+// served call's answering goroutine then need not wait for sysmon to free
+// the caller's P); GOMAXPROCS on the command line overrides it.
+func TestGOMAXPROCS(t *testing.T) {
+	t.Parallel()
+	img := image(t, "./qemu-tests/boot/testdata/syscalls")
+	r := boot(t, img, "syscalls", time.Minute)
+	expect(t, r, 0, "syscalls: 1 CPUs, GOMAXPROCS 2\n", "syscalls: ok\n")
+	r = boot(t, img, "GOMAXPROCS=1 syscalls", time.Minute)
+	expect(t, r, 0, "syscalls: 1 CPUs, GOMAXPROCS 1\n", "syscalls: ok\n")
+}
+
 func TestKernelFaultReport(t *testing.T) {
 	t.Parallel()
 	r := boot(t, image(t, "./examples/hello"), "unikgo.faulttest hello", time.Minute)

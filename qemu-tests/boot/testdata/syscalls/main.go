@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -32,5 +33,6 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Println("syscalls: env GOMEMLIMIT =", os.Getenv("GOMEMLIMIT"))
+	fmt.Printf("syscalls: %d CPUs, GOMAXPROCS %d\n", runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	fmt.Println("syscalls: ok")
 }
