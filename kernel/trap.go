@@ -63,7 +63,7 @@ func irq(c *percpu, f *TrapFrame, inThread bool) {
 	if device {
 		// Wake-up preemption, as Linux gives I/O-bound tasks: a thread a
 		// device event woke runs now rather than when the interrupted
-		// thread's slice ends, 10 ms later.
+		// thread's slice (timeSlice) ends.
 		if inThread && runqLen > 0 {
 			yield(c, f)
 		}
