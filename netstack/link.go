@@ -363,15 +363,6 @@ func (e *linkEP) receive(ctx context.Context) {
 			e.rxDrops.Add(1)
 			continue
 		}
-		// A GSO frame the backend validated without a partial checksum
-		// is trusted as Linux netfront trusts it (CHECKSUM_UNNECESSARY):
-		// the checksum of a coalesced segment need not be its own, and
-		// gVisor checks every one, so it is computed afresh.
-		fresh := m.GSOType != netdev.GSONone && m.CsumValidated && !m.NeedsCsum
-		if (m.NeedsCsum || fresh) && !completeChecksum(buf[:n], fresh) {
-			e.rxCsumBad.Add(1)
-			continue
-		}
 		e.mu.RLock()
 		d := e.disp
 		e.mu.RUnlock()
@@ -382,41 +373,57 @@ func (e *linkEP) receive(ctx context.Context) {
 		if d == nil || ctx.Err() != nil {
 			continue
 		}
-		eth := header.Ethernet(buf[:n])
-		// A TCP segment whose checksums hold goes to GRO trimmed to its IP
-		// length, so Ethernet padding is not taken for payload.
-		tcpLen, valid := tcpChecked(buf[:n], m.CsumValidated || m.NeedsCsum)
-		if valid {
-			n = header.EthernetMinimumSize + tcpLen
-		}
-		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
-			Payload: buffer.MakeWithData(buf[:n]),
-		})
-		switch dst := eth.DestinationAddress(); {
-		case dst == header.EthernetBroadcastAddress:
-			pkt.PktType = tcpip.PacketBroadcast
-		case header.IsMulticastEthernetAddress(dst):
-			pkt.PktType = tcpip.PacketMulticast
-		case dst == e.mac:
-			pkt.PktType = tcpip.PacketHost
-		default:
-			pkt.PktType = tcpip.PacketOtherHost
-		}
-		if e.ParseHeader(pkt) {
-			pkt.NetworkProtocolNumber = eth.Type()
-			if valid {
-				pkt.RXChecksumValidated = true
-				q.g.Enqueue(pkt)
-				q.held++
-			} else {
-				// gVisor validates it; what GRO holds goes first, so a
-				// connection's segments stay in order.
-				q.flush()
-				d.DeliverNetworkPacket(eth.Type(), pkt)
-			}
-		}
-		pkt.DecRef()
+		e.deliver(&q, buf[:n], m)
 	}
+}
+
+// deliver hands a received frame with its Meta to q's dispatcher: a TCP
+// segment whose checksums hold through GRO, anything else directly.
+func (e *linkEP) deliver(q *rxQueue, frame []byte, m netdev.Meta) {
+	// A GSO frame the backend validated without a partial checksum is
+	// trusted as Linux netfront trusts it (CHECKSUM_UNNECESSARY): the
+	// checksum of a coalesced segment need not be its own, and gVisor
+	// checks every one, so it is computed afresh.
+	fresh := m.GSOType != netdev.GSONone && m.CsumValidated && !m.NeedsCsum
+	if (m.NeedsCsum || fresh) && !completeChecksum(frame, fresh) {
+		e.rxCsumBad.Add(1)
+		return
+	}
+	eth := header.Ethernet(frame)
+	// A TCP segment whose checksums hold goes to GRO trimmed to its IP
+	// length, so Ethernet padding is not taken for payload.
+	tcpLen, valid := tcpChecked(frame, m.CsumValidated || m.NeedsCsum)
+	if valid {
+		frame = frame[:header.EthernetMinimumSize+tcpLen]
+	}
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
+		Payload: buffer.MakeWithData(frame),
+	})
+	defer pkt.DecRef()
+	switch dst := eth.DestinationAddress(); {
+	case dst == header.EthernetBroadcastAddress:
+		pkt.PktType = tcpip.PacketBroadcast
+	case header.IsMulticastEthernetAddress(dst):
+		pkt.PktType = tcpip.PacketMulticast
+	case dst == e.mac:
+		pkt.PktType = tcpip.PacketHost
+	default:
+		pkt.PktType = tcpip.PacketOtherHost
+	}
+	if !e.ParseHeader(pkt) {
+		return
+	}
+	pkt.NetworkProtocolNumber = eth.Type()
+	if valid {
+		pkt.RXChecksumValidated = true
+		q.g.Enqueue(pkt)
+		q.held++
+		return
+	}
+	// gVisor validates it; what GRO holds goes first, so a connection's
+	// segments stay in order.
+	q.flush()
+	q.out.NetworkDispatcher.DeliverNetworkPacket(eth.Type(), pkt)
 }
 
 // rxQueue is gVisor's GRO as the receive loop uses it. Only TCP segments
