@@ -516,21 +516,25 @@ func wouldBlock(sysno, r10, rdx uint64, events uint32) bool {
 		readable = epollIn | epollRdhup | epollHup | epollErr
 		writable = epollOut | epollHup | epollErr
 	)
+	var flags uint64
+	var ready uint32
 	switch sysno {
 	case unix.SYS_READ, unix.SYS_READV:
-		return events&readable == 0
+		ready = readable
 	case unix.SYS_RECVFROM:
-		return r10&^unix.MSG_DONTWAIT == 0 && events&readable == 0
+		flags, ready = r10, readable
 	case unix.SYS_RECVMSG:
-		return rdx&^unix.MSG_DONTWAIT == 0 && events&readable == 0
+		flags, ready = rdx, readable
 	case unix.SYS_WRITE, unix.SYS_WRITEV:
-		return events&writable == 0
+		ready = writable
 	case unix.SYS_SENDTO:
-		return r10&^unix.MSG_DONTWAIT == 0 && events&writable == 0
+		flags, ready = r10, writable
 	case unix.SYS_SENDMSG:
-		return rdx&^unix.MSG_DONTWAIT == 0 && events&writable == 0
+		flags, ready = rdx, writable
+	default:
+		return false
 	}
-	return false
+	return flags&^unix.MSG_DONTWAIT == 0 && events&ready == 0
 }
 
 // servedSocket answers socket(2) for the server that took sockets. It

@@ -9,16 +9,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestCheckSocketMatchesServer: the kernel answers socket(2) before the
-// server makes the socket, so its argument checks must agree with
-// netstack/socket's: same success, same errno.
-func TestCheckSocketMatchesServer(t *testing.T) {
+// loopbackSockets is the socket layer of a stack with loopback only.
+func loopbackSockets(t *testing.T) *socket.Sockets {
 	st, err := netstack.New(netstack.Config{NoSLAAC: true, NoDAD: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	ss := socket.New(st)
+	t.Cleanup(st.Close)
+	return socket.New(st)
+}
+
+// TestCheckSocketMatchesServer: the kernel answers socket(2) before the
+// server makes the socket, so its argument checks must agree with
+// netstack/socket's: same success, same errno.
+func TestCheckSocketMatchesServer(t *testing.T) {
+	ss := loopbackSockets(t)
 	domains := []int{unix.AF_INET, unix.AF_INET6, unix.AF_NETLINK, unix.AF_UNIX, unix.AF_PACKET, 0, 99}
 	types := []int{unix.SOCK_STREAM, unix.SOCK_DGRAM, unix.SOCK_RAW, unix.SOCK_SEQPACKET, unix.SOCK_PACKET, 0, 11,
 		unix.SOCK_STREAM | unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC, unix.SOCK_DGRAM | 0x100}
@@ -46,12 +51,7 @@ func TestCheckSocketMatchesServer(t *testing.T) {
 // after the peer's shutdown, and with SO_RCVLOWAT (which gVisor does not
 // act on).
 func TestWouldBlockMatchesServer(t *testing.T) {
-	st, err := netstack.New(netstack.Config{NoSLAAC: true, NoDAD: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ss := socket.New(st)
+	ss := loopbackSockets(t)
 	ctx := t.Context()
 	mk := func(typ int) *socket.Socket {
 		s, e := ss.Socket(unix.AF_INET, typ|unix.SOCK_NONBLOCK, 0)

@@ -93,6 +93,21 @@ type fixture struct {
 
 const provider serve.Obj = 1
 
+// udpPair makes UDP sockets a and b bound to loopback and returns b's
+// address.
+func (f *fixture) udpPair(a, b serve.Obj) []byte {
+	for _, o := range []serve.Obj{a, b} {
+		f.ok("socket", unix.SYS_SOCKET, provider, o, false, unix.AF_INET, unix.SOCK_DGRAM, 0)
+		sa := sockaddr4(netip.MustParseAddrPort("127.0.0.1:0"))
+		f.ok("bind", unix.SYS_BIND, o, -1, false, bufAddr(sa), uintptr(len(sa)))
+	}
+	bAddr := make([]byte, 16)
+	bLen := new(int32)
+	*bLen = 16
+	f.ok("getsockname", unix.SYS_GETSOCKNAME, b, -1, false, bufAddr(bAddr), addr(bLen))
+	return bAddr
+}
+
 func newFixture(t *testing.T) *fixture {
 	st, err := netstack.New(netstack.Config{NoSLAAC: true, NoDAD: true})
 	if err != nil {
@@ -275,15 +290,7 @@ func TestTCP(t *testing.T) {
 func TestUDP(t *testing.T) {
 	f := newFixture(t)
 	const a, b = 20, 21
-	for _, o := range []serve.Obj{a, b} {
-		f.ok("socket", unix.SYS_SOCKET, provider, o, false, unix.AF_INET, unix.SOCK_DGRAM, 0)
-		sa := sockaddr4(netip.MustParseAddrPort("127.0.0.1:0"))
-		f.ok("bind", unix.SYS_BIND, o, -1, false, bufAddr(sa), uintptr(len(sa)))
-	}
-	bAddr := make([]byte, 16)
-	bLen := new(int32)
-	*bLen = 16
-	f.ok("getsockname", unix.SYS_GETSOCKNAME, b, -1, false, bufAddr(bAddr), addr(bLen))
+	bAddr := f.udpPair(a, b)
 
 	payload := []byte("0123456789")
 	if n := f.ok("sendto", unix.SYS_SENDTO, a, -1, false, bufAddr(payload), 10, 0, bufAddr(bAddr), 16); n != 10 {
@@ -340,15 +347,7 @@ func TestUDP(t *testing.T) {
 func TestRecvmmsgBlocking(t *testing.T) {
 	f := newFixture(t)
 	const a, b = 30, 31
-	for _, o := range []serve.Obj{a, b} {
-		f.ok("socket", unix.SYS_SOCKET, provider, o, false, unix.AF_INET, unix.SOCK_DGRAM, 0)
-		sa := sockaddr4(netip.MustParseAddrPort("127.0.0.1:0"))
-		f.ok("bind", unix.SYS_BIND, o, -1, false, bufAddr(sa), uintptr(len(sa)))
-	}
-	bAddr := make([]byte, 16)
-	bLen := new(int32)
-	*bLen = 16
-	f.ok("getsockname", unix.SYS_GETSOCKNAME, b, -1, false, bufAddr(bAddr), addr(bLen))
+	bAddr := f.udpPair(a, b)
 	send := func(p string) {
 		if n := f.ok("sendto", unix.SYS_SENDTO, a, -1, false, bufAddr([]byte(p)), uintptr(len(p)), 0, bufAddr(bAddr), 16); n != int64(len(p)) {
 			t.Errorf("sendto: %d", n)

@@ -86,27 +86,52 @@ func netpeer(t testing.TB, l *xenlab.Lab) string {
 	return "cp " + p + " /tmp/netpeer && chmod +x /tmp/netpeer"
 }
 
-// serverGuest creates a guest that serves the network, waits for ready on
-// its console, and returns it with run, which runs a dom0 script and fails
-// the test (with the guest's console) if the script fails. The caller
-// destroys the guest.
-func serverGuest(ctx context.Context, t *testing.T, l *xenlab.Lab, cfg xenlab.GuestConfig, ready string) (*xenlab.Guest, func(what, script string) string) {
+// serverGuest boots the image of pkg as cfg's kernel in the lab, holding
+// the lab until the test ends, installs netpeer in dom0 and waits for
+// ready on the guest's console. It returns the guest, destroyed when the
+// test ends, with run, which runs a dom0 script and fails the test (with
+// the guest's console) if the script fails.
+func serverGuest(t *testing.T, pkg string, cfg xenlab.GuestConfig, ready string, timeout time.Duration) (*xenlab.Guest, func(what, script string) string) {
 	t.Helper()
+	l := lab(t)
+	cfg.Kernel = image(t, pkg)
+	install := netpeer(t, l)
+	labMu.Lock()
+	t.Cleanup(labMu.Unlock)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
 	g, err := l.Create(ctx, cfg)
 	if err != nil {
 		t.Fatalf("creating guest: %v", err)
 	}
+	t.Cleanup(func() { g.Destroy(context.Background()) })
 	if _, err := g.WaitConsole(ctx, regexp.MustCompile(ready)); err != nil {
-		g.Destroy(context.Background())
 		t.Fatalf("%v\nconsole:\n%s", err, g.Console())
 	}
-	return g, func(what, script string) string {
+	run := func(what, script string) string {
 		t.Helper()
 		out, err := l.MustSucceed(ctx, script)
 		if err != nil {
 			t.Fatalf("%s: %v\n%s\nconsole:\n%s", what, err, out, g.Console())
 		}
 		return out
+	}
+	run("installing netpeer", install)
+	return g, run
+}
+
+// pingAndPage pings ip from dom0 and fetches examples/http's page from
+// it, which must hold each of want.
+func pingAndPage(t *testing.T, run func(what, script string) string, ip string, want ...string) {
+	t.Helper()
+	if out := run("ping", "busybox ping -c 3 -W 5 "+ip); !strings.Contains(out, "3 packets received") {
+		t.Errorf("ping from dom0:\n%s", out)
+	}
+	page := run("GET /", "/tmp/netpeer get http://"+ip+"/")
+	for _, w := range want {
+		if !strings.Contains(page, w) {
+			t.Errorf("page lacks %q:\n%s", w, page)
+		}
 	}
 }
 
@@ -116,32 +141,15 @@ func serverGuest(ctx context.Context, t *testing.T, l *xenlab.Lab, cfg xenlab.Gu
 // qubes-netmask, qubes-gateway, qubes-primary-dns). From dom0: ping, and
 // the page, which names the address and the caller as the guest saw them.
 func TestXenstoreConfigPVH(t *testing.T) {
-	l := lab(t)
-	img := image(t, "./examples/http")
-	install := netpeer(t, l)
-	labMu.Lock()
-	defer labMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cfg := xenlab.GuestConfig{Name: "xscfg", Type: xenlab.PVH, Kernel: img, MemoryMiB: 128, NICs: 1, Cmdline: "http",
+	cfg := xenlab.GuestConfig{Name: "xscfg", Type: xenlab.PVH, MemoryMiB: 128, NICs: 1, Cmdline: "http",
 		Xenstore: map[string]string{
-			"qubes-ip":          "10.0.0.12",
+			"qubes-ip":          "10.0.0.13",
 			"qubes-netmask":     "255.255.255.0",
 			"qubes-gateway":     "10.0.0.1",
 			"qubes-primary-dns": "10.0.0.1",
 		}}
-	g, run := serverGuest(ctx, t, l, cfg, `http: serving on`)
-	defer g.Destroy(context.Background())
-	run("installing netpeer", install)
-	if out := run("ping", "busybox ping -c 3 -W 5 10.0.0.12"); !strings.Contains(out, "3 packets received") {
-		t.Errorf("ping from dom0:\n%s", out)
-	}
-	page := run("GET /", "/tmp/netpeer get http://10.0.0.12/")
-	for _, want := range []string{"You are 10.0.0.1:", "eth0 " + cfg.MAC(0) + " [10.0.0.12/24"} {
-		if !strings.Contains(page, want) {
-			t.Errorf("page lacks %q:\n%s", want, page)
-		}
-	}
+	_, run := serverGuest(t, "./examples/http", cfg, `http: serving on`, 10*time.Minute)
+	pingAndPage(t, run, "10.0.0.13", "You are 10.0.0.1:", "eth0 "+cfg.MAC(0)+" [10.0.0.13/24")
 }
 
 // TestHTTPPVH runs examples/http, an ordinary net/http server, as a PVH
@@ -150,28 +158,10 @@ func TestXenstoreConfigPVH(t *testing.T) {
 // address), a 1 MiB body echoed intact, 16 requests at once, and the
 // guest's own HTTP client fetching a page from a server in dom0.
 func TestHTTPPVH(t *testing.T) {
-	l := lab(t)
-	img := image(t, "./examples/http")
-	install := netpeer(t, l)
-	labMu.Lock()
-	defer labMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cfg := xenlab.GuestConfig{Name: "http", Type: xenlab.PVH, Kernel: img, MemoryMiB: 128, NICs: 1,
+	cfg := xenlab.GuestConfig{Name: "http", Type: xenlab.PVH, MemoryMiB: 128, NICs: 1,
 		Cmdline: "ip=10.0.0.9/24:10.0.0.1 http"}
-	g, run := serverGuest(ctx, t, l, cfg, `http: serving on`)
-	defer g.Destroy(context.Background())
-	run("installing netpeer", install)
-	out := run("ping", "busybox ping -c 3 -W 5 10.0.0.9")
-	if !strings.Contains(out, "3 packets received") {
-		t.Errorf("ping from dom0:\n%s", out)
-	}
-	page := run("GET /", "/tmp/netpeer get http://10.0.0.9/")
-	for _, want := range []string{"Hello from unikgo", "You are 10.0.0.1:", "eth0 " + cfg.MAC(0) + " [10.0.0.9/24"} {
-		if !strings.Contains(page, want) {
-			t.Errorf("page lacks %q:\n%s", want, page)
-		}
-	}
+	_, run := serverGuest(t, "./examples/http", cfg, `http: serving on`, 10*time.Minute)
+	pingAndPage(t, run, "10.0.0.9", "Hello from unikgo", "You are 10.0.0.1:", "eth0 "+cfg.MAC(0)+" [10.0.0.9/24")
 	sums := run("POST /echo", `head -c 1048576 /dev/urandom > /tmp/body && /tmp/netpeer post http://10.0.0.9/echo /tmp/body`)
 	if f := strings.Fields(sums); len(f) != 4 || f[1] != f[3] {
 		t.Errorf("1 MiB echo: checksums differ: %s", sums)
@@ -196,17 +186,9 @@ var statsRE = regexp.MustCompile(`heap (\d+) goroutines (\d+)`)
 // keep its heap and goroutine count (measured after a GC by the guest
 // itself) where they were.
 func TestHostileFramesPVH(t *testing.T) {
-	l := lab(t)
-	img := image(t, "./qemu-tests/xen/testdata/netpeer")
-	install := netpeer(t, l)
-	labMu.Lock()
-	defer labMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	cfg := xenlab.GuestConfig{Name: "flood", Type: xenlab.PVH, Kernel: img, MemoryMiB: 128, NICs: 1,
+	cfg := xenlab.GuestConfig{Name: "flood", Type: xenlab.PVH, MemoryMiB: 128, NICs: 1,
 		Cmdline: "ip=10.0.0.12/24 netpeer servers :5001 :5002 :5003"}
-	g, run := serverGuest(ctx, t, l, cfg, `netpeer: stats on`)
-	defer g.Destroy(context.Background())
+	g, run := serverGuest(t, "./qemu-tests/xen/testdata/netpeer", cfg, `netpeer: stats on`, 15*time.Minute)
 	stats := func() (heap, gs int) {
 		t.Helper()
 		out := run("stats", "/tmp/netpeer stats 10.0.0.12:5003")
@@ -219,7 +201,6 @@ func TestHostileFramesPVH(t *testing.T) {
 		return heap, gs
 	}
 	traffic := "/tmp/netpeer send 10.0.0.12:5001 4 && /tmp/netpeer recv 10.0.0.12:5002 4 && busybox ping -c 2 -W 5 10.0.0.12"
-	run("installing netpeer", install)
 	run("traffic before", traffic)
 	heap0, gs0 := stats()
 	out := run("flood", `set -e
