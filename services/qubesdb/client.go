@@ -110,13 +110,18 @@ func (c *Client) handle(m message) error {
 		if err := CheckValue(m.Data); err != nil {
 			return fmt.Errorf("qubesdb: dom0 write of %q: %w", m.Path, err)
 		}
+		// The answer is queued before the change reaches the watches:
+		// a program that closes the client on seeing it (Close sends
+		// what is queued) must not leave dom0's write unanswered.
 		c.db.mu.Lock()
-		err := c.db.writeLocked(m.Path, string(m.Data))
-		c.db.mu.Unlock()
-		if err != nil {
+		defer c.db.mu.Unlock()
+		if _, err := c.db.sizeAfterLocked(m.Path, string(m.Data)); err != nil {
 			return err
 		}
-		return c.ack(m.Path)
+		if err := c.ack(m.Path); err != nil {
+			return err
+		}
+		return c.db.writeLocked(m.Path, string(m.Data))
 	case CmdRm:
 		if m.DataLen != 0 {
 			return fmt.Errorf("qubesdb: dom0 RM %q carries %d data bytes", m.Path, m.DataLen)
@@ -127,10 +132,14 @@ func (c *Client) handle(m message) error {
 		// Removing nothing is answered RESP_OK too: the copy already has
 		// the state dom0 wants, and dom0's daemon treats any other answer
 		// on the link as fatal.
+		// Answered first, as a write is.
+		if err := c.ack(m.Path); err != nil {
+			return err
+		}
 		c.db.mu.Lock()
 		c.db.rmLocked(m.Path)
 		c.db.mu.Unlock()
-		return c.ack(m.Path)
+		return nil
 	case RespOK, RespError, RespErrorNoEnt:
 		return c.l.complete(m.Header, len(m.Data))
 	default:
@@ -228,9 +237,10 @@ func (c *Client) Done() <-chan struct{} { return c.l.done }
 // Err returns why the connection ended, or nil while it is up.
 func (c *Client) Err() error { return c.l.Err() }
 
-// Close ends the connection and every watch.
+// Close ends the connection and every watch, after sending the answers
+// already queued for dom0.
 func (c *Client) Close() error {
-	c.l.fail(ErrClosed)
+	c.l.shutdown()
 	c.db.closeWatchers()
 	return nil
 }

@@ -524,3 +524,31 @@ func TestServerDumpOrderAndEndMarker(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCloseOnPushStillAnswers: a VM program that closes its client as soon
+// as a watch reports dom0's change (the lab's qubesdb program does) must
+// still have answered that change, or dom0's write or removal fails with
+// the connection closed.
+func TestCloseOnPushStillAnswers(t *testing.T) {
+	for i := range 50 {
+		ctx := testCtx(t)
+		srv, c := pair(t, proxyVMEntries, Options{})
+		w, err := c.Watch("/qubes-firewall/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			<-w.C
+			c.Close()
+		}()
+		var op func() error
+		if i%2 == 0 {
+			op = func() error { return srv.Rm(ctx, "/qubes-firewall/10.137.0.20/0000") }
+		} else {
+			op = func() error { return srv.Write(ctx, "/qubes-firewall/10.137.0.20/0001", "action=drop") }
+		}
+		if err := op(); err != nil {
+			t.Fatalf("round %d: dom0's change failed although the VM saw it: %v", i, err)
+		}
+	}
+}

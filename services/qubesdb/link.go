@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // Errors a request can end with.
@@ -109,6 +110,10 @@ func (l *link) sender() {
 	for {
 		select {
 		case f := <-l.out:
+			if f == nil { // shutdown's marker: everything before it is sent
+				l.fail(ErrClosed)
+				return
+			}
 			if _, err := l.rwc.Write(f); err != nil {
 				l.fail(fmt.Errorf("qubesdb: write to peer: %w", err))
 				return
@@ -116,6 +121,25 @@ func (l *link) sender() {
 		case <-l.done:
 			return
 		}
+	}
+}
+
+// shutdownTimeout bounds how long shutdown waits for queued frames to go
+// out to a peer that may have stopped reading.
+const shutdownTimeout = time.Second
+
+// shutdown ends the link with ErrClosed once the frames queued so far are
+// written, or after shutdownTimeout.
+func (l *link) shutdown() {
+	select {
+	case l.out <- nil:
+	default: // the queue is full: the peer is not reading
+		l.fail(ErrClosed)
+	}
+	select {
+	case <-l.done:
+	case <-time.After(shutdownTimeout):
+		l.fail(ErrClosed)
 	}
 }
 

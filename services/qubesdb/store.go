@@ -52,6 +52,19 @@ func newStore(maxBytes int) *store {
 
 // writeLocked stores key=value and fires watches. Caller holds mu.
 func (s *store) writeLocked(key, value string) error {
+	n, err := s.sizeAfterLocked(key, value)
+	if err != nil {
+		return err
+	}
+	s.m[key] = value
+	s.bytes = n
+	s.fireLocked(Event{Path: key, Value: value})
+	return nil
+}
+
+// sizeAfterLocked is the database's size once key holds value, or an
+// error if that is over the limit. Caller holds mu.
+func (s *store) sizeAfterLocked(key, value string) (int, error) {
 	old, had := s.m[key]
 	n := s.bytes + len(value)
 	if had {
@@ -60,12 +73,9 @@ func (s *store) writeLocked(key, value string) error {
 		n += len(key)
 	}
 	if n > s.maxBytes {
-		return fmt.Errorf("qubesdb: writing %q would grow the database to %d bytes, limit is %d", key, n, s.maxBytes)
+		return 0, fmt.Errorf("qubesdb: writing %q would grow the database to %d bytes, limit is %d", key, n, s.maxBytes)
 	}
-	s.m[key] = value
-	s.bytes = n
-	s.fireLocked(Event{Path: key, Value: value})
-	return nil
+	return n, nil
 }
 
 // rmLocked removes key, or every entry under path if it ends with '/', and
