@@ -23,7 +23,7 @@ type percpu struct {
 	idleTop  uintptr // 48: idle stack top (below the frame slot)
 	idling   uintptr // 56: set while halted in idleLoop
 	idleReq  uintptr // 64: set by trap() to go idle instead of returning
-	cr2      uintptr // 72: CR2 saved at trap entry
+	cr2      uintptr // 72: CR2 saved at the entry of a page fault (only)
 	id       uintptr
 	cur      int32 // index of the running thread, or -1
 	nest     int32 // trap nesting depth (>0: in kernel)

@@ -23,6 +23,9 @@
 
 #define MSR_FS_BASE $0xc0000100
 
+// TrapFrame.Vector's offset (frame.go); checked by TestTrapFrameLayout.
+#define TF_VECTOR 120
+
 // func trapCommon()
 TEXT ·trapCommon(SB),NOSPLIT|NOFRAME,$0
 	PUSHQ	AX
@@ -40,10 +43,17 @@ TEXT ·trapCommon(SB),NOSPLIT|NOFRAME,$0
 	PUSHQ	R13
 	PUSHQ	R14
 	PUSHQ	R15
-	// CR2 first: anything below may exit to a hypervisor (WRMSR under
-	// nested Xen), which has been seen to lose the guest's CR2.
+	// CR2 first, and only for a page fault (vector 14, above the pushed
+	// registers). Anything below may exit to a hypervisor (WRMSR under
+	// nested Xen), which has been seen to lose the guest's CR2; and
+	// reading CR2 is itself an exit under the lab's Xen (~100 us), which
+	// every system call and interrupt paid while it was read on each trap.
+	MOVQ	TF_VECTOR(SP), AX
+	CMPQ	AX, $14
+	JNE	nocr2
 	MOVQ	CR2, AX
 	MOVQ	AX, PC_CR2(GS)
+nocr2:
 	MOVQ	PC_FX(GS), AX
 	FXSAVE64	(AX)
 	MOVQ	PC_KFS(GS), AX

@@ -185,7 +185,9 @@ func kernelFault(c *percpu, f *TrapFrame) {
 	reg("rip", f.RIP)
 	reg("rsp", f.RSP)
 	reg("rflags", f.RFLAGS)
-	reg("cr2", uint64(c.cr2))
+	if f.Vector == 14 {
+		reg("cr2", uint64(c.cr2))
+	}
 	kprint("\n")
 	reg("rax", f.RAX)
 	reg("rbx", f.RBX)
