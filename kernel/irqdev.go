@@ -56,7 +56,7 @@ func irqIoctl(d *fdesc, req uint64, arg uintptr) uint64 {
 	}
 	v := uint32(irqVectorBase + d.obj)
 	// Fixed delivery, edge, physical destination: this CPU's APIC ID.
-	*(*uint64)(ptr(arg)) = 0xfee00000 | uint64(lapicR(lapicID)>>24)<<12
+	*(*uint64)(ptr(arg)) = 0xfee00000 | uint64(lapicIDValue()&0xff)<<12
 	*(*uint32)(ptr(arg + 8)) = v
 	*(*uint32)(ptr(arg + 12)) = v
 	return 0

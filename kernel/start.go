@@ -106,7 +106,6 @@ func kernelMain() {
 	} else {
 		vdso.SetTSC(tscBase, tscMult, wallBaseNS)
 	}
-	lapicInit()
 	fdInit()
 	fninit()
 	fxsaveTo(c.idleFX)
@@ -127,6 +126,9 @@ func kernelMain() {
 	} else {
 		vdsoImage = vdso.Build()
 	}
+	// unikgo.xapic keeps the LAPIC in xAPIC (MMIO) mode, as before x2APIC
+	// support, for comparisons.
+	lapicInit(!line.Option("xapic"))
 	if line.Option("profile") {
 		profiling = true
 		profStart = x86.RDTSC()

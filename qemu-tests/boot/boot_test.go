@@ -284,6 +284,22 @@ func TestVDSO(t *testing.T) {
 	t.Logf("clock_gettime system calls: %d with the vDSO, %d without", with, without)
 }
 
+// TestAPICModes: the kernel drives the local APIC in x2APIC mode when the
+// CPU has it (QEMU's does) and in xAPIC mode with unikgo.xapic; in both the
+// timer preempts a spinning goroutine and wakes sleepers (the preempt
+// program checks both).
+func TestAPICModes(t *testing.T) {
+	t.Parallel()
+	img := image(t, "./qemu-tests/boot/testdata/preempt")
+	for _, c := range []struct{ cmdline, mode string }{
+		{"unikgo.verbose preempt", "x2APIC"},
+		{"unikgo.verbose unikgo.xapic preempt", "xAPIC"},
+	} {
+		r := boot(t, img, c.cmdline, 2*time.Minute)
+		expect(t, r, 0, "preempt: ok\n", "unikgo: lapic: "+c.mode+" mode, timer ")
+	}
+}
+
 // TestACPIPowerOff boots without QEMU's isa-debug-exit device: exit_group
 // must then power the machine off through ACPI S5, which QEMU reports as a
 // normal exit (status 0) instead of running on or resetting.
