@@ -51,9 +51,12 @@ func irq(c *percpu, f *TrapFrame, inThread bool) {
 	if f.Vector == spuriousVector {
 		return
 	}
-	lapicEOIWrite()
+	upcall := f.Vector == xenUpcallVector && onXen
+	if !upcall || !xenUpcallNoEOI {
+		lapicEOIWrite()
+	}
 	device := false
-	if f.Vector == xenUpcallVector && onXen {
+	if upcall {
 		xenUpcall()
 		device = true
 	} else if v := f.Vector; v >= irqVectorBase && v < irqVectorBase+irqVectors {

@@ -11,6 +11,9 @@ var (
 	xenCons     xenpv.Console
 	xenConsPort uint32
 	onXen       bool
+	// xenUpcallNoEOI: events are injected through CALLBACK_IRQ's vector,
+	// which bypasses the local APIC and must not be EOI'd.
+	xenUpcallNoEOI bool
 )
 
 func xenInit() {
@@ -31,7 +34,12 @@ func xenInit() {
 	if hz := xenpv.TSCHz(); hz != 0 {
 		tscHz = hz
 	}
-	if err := xenpv.SetUpcallVector(0, xenUpcallVector); err != nil {
+	// Events come on xenUpcallVector: injected directly (no EOI) when
+	// Xen offers it, else as a LAPIC interrupt that must be EOI'd.
+	if f, err := xenpv.Features(0); err == nil && f&(1<<xenpv.FeatureHVMCallbackVector) != 0 &&
+		xenpv.SetParam(xenpv.ParamCallbackIRQ, xenpv.CallbackVector(xenUpcallVector)) == nil {
+		xenUpcallNoEOI = true
+	} else if err := xenpv.SetUpcallVector(0, xenUpcallVector); err != nil {
 		kprint("unikgo: xen: cannot set the event upcall vector\n")
 	}
 	platformShutdown = xenShutdown

@@ -106,3 +106,17 @@ func TestUnmask(t *testing.T) {
 	}
 	Unmask(NumPorts) // out of range: ignored, no panic
 }
+
+func TestHypercallArgLayout(t *testing.T) {
+	// Sizes and offsets from xen-abi.md and public/version.h.
+	var p hvmParam
+	var f xenFeatureInfo
+	got := []uintptr{unsafe.Sizeof(p), unsafe.Offsetof(p.index), unsafe.Offsetof(p.value), unsafe.Sizeof(f), unsafe.Offsetof(f.submap)}
+	want := []uintptr{16, 4, 8, 8, 4}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("layout (-want +got):\n%s", diff)
+	}
+	if v := CallbackVector(0xf3); v != 0x02000000000000f3 {
+		t.Errorf("CallbackVector(0xf3) = %#x, want type 2 (vector) in bits 56-63", v)
+	}
+}

@@ -250,6 +250,38 @@ func GetParam(index uint32) (uint64, error) {
 	return p.value, nil
 }
 
+// SetParam sets an HVM parameter of this domain.
+func SetParam(index uint32, value uint64) error {
+	p := hvmParam{domid: DomIDSelf, index: index, value: value}
+	return result(call(HypervisorHVMOp, HVMOpSetParam, uintptr(unsafe.Pointer(&p)), 0, 0, 0))
+}
+
+// CallbackVector is the CALLBACK_IRQ value that has Xen deliver pending
+// events by injecting vector directly, bypassing the local APIC: unlike
+// SetUpcallVector's interrupt it needs no EOI (one exit fewer per event
+// under a hypervisor). It needs FeatureHVMCallbackVector.
+func CallbackVector(vector uint8) uint64 { return 2<<56 | uint64(vector) }
+
+// Xen feature bits (XENVER_get_features, public/features.h), submap 0.
+const FeatureHVMCallbackVector = 8
+
+// xenFeatureInfo is struct xen_feature_info (8 bytes).
+type xenFeatureInfo struct {
+	submapIdx uint32
+	submap    uint32
+}
+
+const xenVerGetFeatures = 6
+
+// Features returns the 32 feature bits of submap idx.
+func Features(idx uint32) (uint32, error) {
+	f := xenFeatureInfo{submapIdx: idx}
+	if err := result(call(HypervisorXenVersion, xenVerGetFeatures, uintptr(unsafe.Pointer(&f)), 0, 0, 0)); err != nil {
+		return 0, err
+	}
+	return f.submap, nil
+}
+
 // SetUpcallVector asks Xen to signal pending events on vCPU vcpu with a
 // LAPIC interrupt on vector (HVMOP_set_evtchn_upcall_vector; needs EOI).
 func SetUpcallVector(vcpu uint32, vector uint8) error {
