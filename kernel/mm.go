@@ -511,7 +511,43 @@ func faultIn(va uintptr, write, fetch bool) int {
 		outOfMemory(va)
 	}
 	*e = uint64(pa) | pteFlags(prot)
+	faultAround(e, va, vmas[i])
 	return 0
+}
+
+// faultAroundBytes is the aligned window of a mapping that one demand-zero
+// fault fills, as Linux's fault_around_bytes (64 KiB) does for file pages.
+// A fault is a trap the program pays for each page it first touches; under
+// the lab's Xen, where the kernel's read of CR2 is itself a VM exit, a
+// fault cost ~100 us, and the runtime touches its heap and stacks a page
+// after another. The window stays inside one page table (64 KiB divides 2
+// MiB), so its entries are e's neighbours.
+const faultAroundBytes = 64 << 10
+
+// faultAround maps the absent pages of va's window in mapping m, whose
+// entry for va is e, while memory is plentiful: never below the
+// out-of-memory reserve, so that only pages a program touches can run the
+// VM out of memory.
+func faultAround(e *uint64, va uintptr, m vma) {
+	const n = faultAroundBytes / pageSize
+	if freeFrames < oomReserve()+n {
+		return
+	}
+	va &^= pageSize - 1
+	lo := max(va&^(faultAroundBytes-1), m.start)
+	hi := min(va&^(faultAroundBytes-1)+faultAroundBytes, m.end)
+	flags := pteFlags(m.prot)
+	for p := lo; p < hi; p += pageSize {
+		ne := (*uint64)(unsafe.Add(unsafe.Pointer(e), int(p-va)/pageSize*8))
+		if *ne&ptePresent != 0 {
+			continue
+		}
+		pa, ok := allocFrame()
+		if !ok {
+			return
+		}
+		*ne = uint64(pa) | flags
+	}
 }
 
 const (
