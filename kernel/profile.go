@@ -34,6 +34,9 @@ var (
 	profMissed    uint64         // samples whose function table was full
 	profFns       [4096]profFn   // samples by the function they were in
 	profCum       [4096]profFn   // samples by every function on the stack
+	// Accesses that exit to a hypervisor (a VM exit each when virtualized):
+	profTimerWrites uint64 // LAPIC timer (re)arms
+	profEOIs        uint64 // LAPIC EOIs
 )
 
 // profFn counts samples of one function.
@@ -250,6 +253,11 @@ func profReport() {
 	kprint(" samples of the program (")
 	kprintDec(profResumed)
 	kprint(" more taken as it resumed from a trap, left out)\n")
+	kprint("unikgo: profile: local APIC: ")
+	kprintDec(profTimerWrites)
+	kprint(" timer writes, ")
+	kprintDec(profEOIs)
+	kprint(" EOIs (each an exit under a hypervisor)\n")
 	kprint("unikgo: profile: kernel, by system call and trap (% of all time, count, us each):\n")
 	for k := 0; k < profTop; k++ {
 		best, bestVec := -1, false

@@ -211,31 +211,54 @@ func lapicInit(useX2 bool) {
 	}
 }
 
-func lapicEOIWrite() { lapicW(lapicEOI, 0) }
+func lapicEOIWrite() {
+	if profiling {
+		profEOIs++
+	}
+	lapicW(lapicEOI, 0)
+}
 
 // timerArmed is the deadline the LAPIC timer was last set to, 0 once it
 // fired or was stopped. Every trap ends by arming the timer, and a write to
-// it is an access the hypervisor traps and emulates, so a deadline that is
-// already set and still ahead is left alone. One that has passed is set
-// again although its interrupt may still be on its way: under QEMU's TCG
-// some were seen never to come (TestStress's GC fell behind, its sysmon
-// asleep), and before this check every trap re-armed the timer, which
-// hid that.
+// it is an access the hypervisor traps and emulates (an exit each, ~100 us
+// in the lab), so the timer is written only when the next deadline comes
+// before the one set: an interrupt that comes too early costs a trap that
+// finds nothing due and sets the timer again, at most once per deadline,
+// where writing every later deadline cost a write per thread switch (the
+// slice's end moves with each) and per sleep.
+//
+// A deadline that passed while interrupts were off (in a trap) has its
+// interrupt pending, delivered as the trap returns: writing the timer then
+// would only add a second one. It is set again only once it is
+// timerLostAfter overdue: under QEMU's TCG some interrupts were seen never
+// to come (TestStress's GC fell behind, its sysmon asleep).
 var timerArmed uint64
+
+// timerLostAfter is how long past its deadline a timer interrupt that has
+// not come is taken for lost. Longer than a trap takes in the lab (an
+// event-channel send that runs dom0 took up to a few ms).
+const timerLostAfter = 10_000_000 // 10 ms
 
 // timerFired records the timer's interrupt: the deadline is spent, even if
 // the interrupt came early (the LAPIC's rate is calibrated, not exact).
 func timerFired() { timerArmed = 0 }
 
-// timerArm programs an interrupt at monotonic time ns (0: none).
+// timerArm makes sure an interrupt comes at monotonic time ns or earlier
+// (0: none is needed).
 func timerArm(ns uint64) {
-	if ns == timerArmed && (ns == 0 || ns > nanotime()) {
+	if a := timerArmed; a != 0 && (ns == 0 || a <= ns) {
+		if now := nanotime(); a > now || now-a < timerLostAfter {
+			return // one at or before ns is on its way, or pending
+		}
+	}
+	if ns == 0 {
+		// Nothing armed, or one taken for lost: nothing to stop.
+		timerArmed = 0
 		return
 	}
 	timerArmed = ns
-	if ns == 0 {
-		lapicW(lapicTICR, 0)
-		return
+	if profiling {
+		profTimerWrites++
 	}
 	now := nanotime()
 	d := uint64(0)
