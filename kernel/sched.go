@@ -213,14 +213,14 @@ func expireTimers(now uint64) {
 	}
 }
 
-// armTimer programs the next timer interrupt: the earliest deadline, or the
-// end of the time slice when other threads wait to run.
+// armTimer programs the next timer interrupt: the earliest deadline plus
+// timerSlack, or the end of the time slice when other threads wait to run.
 func armTimer(c *percpu) {
 	next := uint64(0)
 	for i := range live() {
 		t := &threads[i]
-		if t.state == tsBlocked && t.deadline != 0 && (next == 0 || t.deadline < next) {
-			next = t.deadline
+		if t.state == tsBlocked && t.deadline != 0 && (next == 0 || t.deadline+timerSlack < next) {
+			next = t.deadline + timerSlack
 		}
 	}
 	if c.cur >= 0 && runqLen > 0 && (next == 0 || c.sliceEnd < next) {
@@ -231,6 +231,16 @@ func armTimer(c *percpu) {
 	}
 	timerArm(next)
 }
+
+// timerSlack is how late a timed wait (nanosleep, futex, epoll_pwait) may
+// end, as Linux's default timer slack for a normal thread (timer_slack_ns,
+// 50 us): the timer is set to the deadline plus the slack, and an interrupt
+// that comes earlier for something else, after the deadline, ends the wait
+// then. Waits never end early. The runtime's sysmon sleeps 20 us at a time
+// while it retakes Ps from threads in system calls, which is constantly
+// with served socket calls: on Linux each of those sleeps lasts ~70 us, and
+// here each cost a timer write and an interrupt, VM exits under Xen.
+const timerSlack = 50_000
 
 // timeSlice is how long a thread runs while others wait. With two Ps on
 // one vCPU (uniprocessorMaxProcs) the runtime's GC worker and the

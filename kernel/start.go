@@ -130,6 +130,9 @@ func kernelMain() {
 	// support, for comparisons.
 	lapicInit(!line.Option("xapic"))
 	if line.Option("profile") {
+		if onXen {
+			profTick = 10_000_000
+		}
 		profiling = true
 		profStart = x86.RDTSC()
 	}
