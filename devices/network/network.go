@@ -136,7 +136,9 @@ func start() error {
 		"/etc/resolv.conf":          st.ResolvConf,
 		"/etc/hosts":                st.Hosts,
 		"/proc/sys/kernel/hostname": func() []byte { return []byte(st.Hostname() + "\n") },
-	}, func(err error) { warn("serving /etc/resolv.conf and /etc/hosts stopped: %v", err) })
+		"/proc/net/snmp":            st.SNMP,
+		"/proc/net/netstat":         st.Netstat,
+	}, func(err error) { warn("serving /etc/resolv.conf, /etc/hosts and /proc/net stopped: %v", err) })
 	if err != nil {
 		warn("%v; no /etc/resolv.conf or /etc/hosts", err)
 	}

@@ -1,0 +1,125 @@
+package netstack
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+)
+
+// parseSNMP reads Linux's /proc/net/snmp layout as nstat does: pairs of
+// "Proto: names..." and "Proto: values..." lines.
+func parseSNMP(t *testing.T, b []byte) map[string]map[string]int64 {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines)%2 != 0 {
+		t.Fatalf("odd number of lines:\n%s", b)
+	}
+	out := map[string]map[string]int64{}
+	for i := 0; i < len(lines); i += 2 {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) != len(values) || names[0] != values[0] || !strings.HasSuffix(names[0], ":") {
+			t.Fatalf("lines %d and %d do not pair:\n%s\n%s", i+1, i+2, lines[i], lines[i+1])
+		}
+		m := map[string]int64{}
+		for j := 1; j < len(names); j++ {
+			v, err := strconv.ParseInt(values[j], 10, 64)
+			if err != nil {
+				t.Fatalf("%s %s: %v", names[0], names[j], err)
+			}
+			m[names[j]] = v
+		}
+		out[strings.TrimSuffix(names[0], ":")] = m
+	}
+	return out
+}
+
+// TestSNMP: after a TCP exchange and a UDP datagram, /proc/net/snmp and
+// /proc/net/netstat as the stacks serve them pair names with values and
+// count what happened.
+func TestSNMP(t *testing.T) {
+	a, b := newPair(t)
+	ln, err := gonet.ListenTCP(b.Gvisor(), fullAddr(addrB, 7), proto(addrB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(c, c)
+		c.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := gonet.DialContextTCP(ctx, a.Gvisor(), fullAddr(addrB, 7), proto(addrB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := bytes.Repeat([]byte("x"), 100000)
+	go c.Write(msg)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, make([]byte, len(msg))); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	local := fullAddr(addrB, 9)
+	uc, err := gonet.DialUDP(a.Gvisor(), nil, &local, proto(addrB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	if _, err := uc.Write([]byte("nobody listens")); err != nil {
+		t.Fatal(err)
+	}
+
+	sa, sb := parseSNMP(t, a.SNMP()), parseSNMP(t, b.SNMP())
+	var got []string
+	for _, p := range []string{"Ip", "Icmp", "Tcp", "Udp"} {
+		if _, ok := sa[p]; ok {
+			got = append(got, p)
+		}
+	}
+	if diff := cmp.Diff([]string{"Ip", "Icmp", "Tcp", "Udp"}, got); diff != "" {
+		t.Errorf("protocols (-want +got):\n%s", diff)
+	}
+	st := a.Gvisor().Stats().TCP
+	want := map[string]int64{"ActiveOpens": 1, "PassiveOpens": 0, "MaxConn": -1,
+		"InSegs": int64(st.ValidSegmentsReceived.Value()), "OutSegs": int64(st.SegmentsSent.Value())}
+	for k, v := range want {
+		if sa["Tcp"][k] != v {
+			t.Errorf("A's Tcp %s = %d, want %d", k, sa["Tcp"][k], v)
+		}
+	}
+	if sb["Tcp"]["PassiveOpens"] != 1 {
+		t.Errorf("B's Tcp PassiveOpens = %d, want 1", sb["Tcp"]["PassiveOpens"])
+	}
+	// The SYN-ACK, 100 kB of echo (fewer segments than on the wire:
+	// GRO joins them) and the FIN.
+	if n := sa["Tcp"]["InSegs"]; n < 3 {
+		t.Errorf("A's Tcp InSegs = %d, want at least 3", n)
+	}
+	if sa["Udp"]["OutDatagrams"] != 1 || sa["Ip"]["OutRequests"] < sa["Tcp"]["OutSegs"]+1 {
+		t.Errorf("A sent 1 datagram and %d segments: Udp %v, Ip OutRequests %d", sa["Tcp"]["OutSegs"], sa["Udp"], sa["Ip"]["OutRequests"])
+	}
+	// B answers the datagram with an ICMP port unreachable.
+	deadline := time.Now().Add(5 * time.Second)
+	for parseSNMP(t, b.SNMP())["Udp"]["NoPorts"] != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if sb := parseSNMP(t, b.SNMP()); sb["Udp"]["NoPorts"] != 1 || sb["Ip"]["Forwarding"] != 2 {
+		t.Errorf("B: Udp NoPorts %d (want 1), Ip Forwarding %d (want 2, not a router)", sb["Udp"]["NoPorts"], sb["Ip"]["Forwarding"])
+	}
+	ext := parseSNMP(t, a.Netstat())
+	if _, ok := ext["TcpExt"]["TCPTimeouts"]; !ok || len(ext) != 1 {
+		t.Errorf("netstat: %v, want one TcpExt row with TCPTimeouts", ext)
+	}
+}
