@@ -229,7 +229,7 @@ func armTimer(c *percpu) {
 	if profiling {
 		next = profNextTick(next, nanotime())
 	}
-	timerArm(next)
+	timerArm(next, c.cur < 0)
 }
 
 // timerSlack is how late a timed wait (nanosleep, futex, epoll_pwait) may

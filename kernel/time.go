@@ -244,10 +244,12 @@ const timerLostAfter = 10_000_000 // 10 ms
 func timerFired() { timerArmed = 0 }
 
 // timerArm makes sure an interrupt comes at monotonic time ns or earlier
-// (0: none is needed).
-func timerArm(ns uint64) {
+// (0: none is needed). idle says the CPU is about to halt: then a deadline
+// that passed is set again at once, since a lost interrupt would leave it
+// halted for good, where a running thread traps again soon.
+func timerArm(ns uint64, idle bool) {
 	if a := timerArmed; a != 0 && (ns == 0 || a <= ns) {
-		if now := nanotime(); a > now || now-a < timerLostAfter {
+		if now := nanotime(); a > now || now-a < timerLostAfter && !idle {
 			return // one at or before ns is on its way, or pending
 		}
 	}
