@@ -198,6 +198,13 @@ func TestHostileFramesPVH(t *testing.T) {
 		}
 		heap, _ = strconv.Atoi(m[1])
 		gs, _ = strconv.Atoi(m[2])
+		// The guest serves its stack's counters as Linux does.
+		for _, p := range []string{"Ip", "Tcp", "Udp", "TcpExt"} {
+			if !regexp.MustCompile(`(?m)^` + p + `: [A-Z].*\n` + p + `: -?\d`).MatchString(out) {
+				t.Errorf("the guest's /proc/net/snmp or netstat lacks %s:\n%s", p, out)
+			}
+		}
+		t.Logf("guest counters:\n%s", out)
 		return heap, gs
 	}
 	traffic := "/tmp/netpeer send 10.0.0.12:5001 4 && /tmp/netpeer recv 10.0.0.12:5002 4 && busybox ping -c 2 -W 5 10.0.0.12"

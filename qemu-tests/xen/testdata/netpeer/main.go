@@ -9,7 +9,8 @@
 //	netpeer sink ADDR               accept; read each connection to EOF, answer the byte count
 //	netpeer source ADDR             accept; read a count n, write n bytes
 //	netpeer servers SINK SOURCE [STATS]  both at once; STATS answers each connection with
-//	                                "heap H goroutines G" after a GC
+//	                                "heap H goroutines G" after a GC, then /proc/net/snmp
+//	                                and /proc/net/netstat
 //	netpeer stats ADDR              print a STATS answer
 //	netpeer flood IFACE MAC N SEED  send N hostile raw frames to MAC on IFACE (Linux, AF_PACKET):
 //	                                truncated, oversize and garbage IPv4, IPv6, ARP and other frames
@@ -218,6 +219,12 @@ func stats(addr string) {
 			var m runtime.MemStats
 			runtime.ReadMemStats(&m)
 			fmt.Fprintf(c, "heap %d goroutines %d\n", m.HeapInuse, runtime.NumGoroutine())
+			// The network stack's counters, as Linux shows them.
+			for _, f := range []string{"/proc/net/snmp", "/proc/net/netstat"} {
+				if b, err := os.ReadFile(f); err == nil {
+					c.Write(b)
+				}
+			}
 			c.Close()
 		}
 	}()
