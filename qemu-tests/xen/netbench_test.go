@@ -3,6 +3,8 @@ package xen_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -33,6 +35,10 @@ const (
 // lab run. It reports the median MiB/s each way (dom0's clock) and the
 // guest's CPU share over the transfers (from xl list's CPU time). Run with
 // -benchtime=1x; the figures go to docs/perf.md.
+//
+// UNIKGO_OPTIONS, when set, goes first on the unikgo guest's command line
+// (e.g. "unikgo.profile"); the guest is then shut down after its transfers
+// and its console, with the profile, written to $TMPDIR/netlab-nbu.console.
 func BenchmarkNetLab(b *testing.B) {
 	l := lab(b)
 	img := image(b, "./qemu-tests/xen/testdata/netpeer")
@@ -53,7 +59,7 @@ func BenchmarkNetLab(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		u := netbench(b, l, xenlab.GuestConfig{
 			Name: "nbu", Type: xenlab.PVH, Kernel: img, MemoryMiB: 128, NICs: 1,
-			Cmdline: "ip=10.0.0.10/24 netpeer servers :5001 :5002",
+			Cmdline: strings.TrimSpace(os.Getenv("UNIKGO_OPTIONS") + " ip=10.0.0.10/24 netpeer servers :5001 :5002"),
 		}, "10.0.0.10")
 		script := fmt.Sprintf("set -e\nmkdir -p /run/nb\ncd /run/nb\ndd if=/dev/xvda of=p bs=4096 2>/dev/null\nhead -c %d p > netpeer\nchmod +x netpeer\n./netpeer servers :5001 :5002\n", size)
 		lx := netbench(b, l, l.BaselineConfig("nbl", "10.0.0.11/24", script,
@@ -115,6 +121,20 @@ func netbench(tb testing.TB, l *xenlab.Lab, cfg xenlab.GuestConfig, ip string) m
 		slices.Sort(rates)
 		res[dir.name+"-MiB/s"] = rates[len(rates)/2]
 		res[dir.name+"-cpu%"] = 100 * cpuSecs / wallSecs
+	}
+	if os.Getenv("UNIKGO_OPTIONS") != "" && cfg.Type == xenlab.PVH {
+		if out, err := l.MustSucceed(ctx, "xl shutdown "+cfg.Name); err != nil {
+			tb.Fatalf("xl shutdown %s: %v\n%s", cfg.Name, err, out)
+		}
+		if _, err := g.WaitShutdown(ctx); err != nil {
+			tb.Fatalf("%s: %v", cfg.Name, err)
+		}
+		// A benchmark's log is cut short: the console goes to a file.
+		path := filepath.Join(os.TempDir(), "netlab-"+cfg.Name+".console")
+		if err := os.WriteFile(path, []byte(g.Console()), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		tb.Logf("%s console (profile at its end): %s", cfg.Name, path)
 	}
 	return res
 }
