@@ -112,7 +112,7 @@ func (c *percpu) loadTables(s *cpuStacks) {
 	for v := 0; v < 256; v++ {
 		ist := uint64(1)
 		switch v {
-		case 14:
+		case vecPageFault:
 			ist = 2
 		case 2, 8, 18:
 			ist = 3

@@ -43,8 +43,8 @@ TEXT ·trapCommon(SB),NOSPLIT|NOFRAME,$0
 	PUSHQ	R13
 	PUSHQ	R14
 	PUSHQ	R15
-	// CR2 first, and only for a page fault (vector 14, above the pushed
-	// registers). Anything below may exit to a hypervisor (WRMSR under
+	// CR2 first, and only for a page fault (vecPageFault, in the frame
+	// above the pushed registers). Anything below may exit to a hypervisor (WRMSR under
 	// nested Xen), which has been seen to lose the guest's CR2; and
 	// reading CR2 is itself an exit under the lab's Xen (~100 us), which
 	// every system call and interrupt paid while it was read on each trap.

@@ -14,6 +14,7 @@ type TrapFrame struct {
 const (
 	trapFrameSize = 22 * 8
 	vecSyscall    = 0x100 // Vector of a frame built by syscallEntry
+	vecPageFault  = 14    // #PF, the one vector whose entry saves CR2 (entry_amd64.s)
 
 	selCode = 0x08
 	selData = 0x10

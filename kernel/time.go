@@ -249,7 +249,7 @@ func timerFired() { timerArmed = 0 }
 // halted for good, where a running thread traps again soon.
 func timerArm(ns uint64, idle bool) {
 	if a := timerArmed; a != 0 && (ns == 0 || a <= ns) {
-		if now := nanotime(); a > now || now-a < timerLostAfter && !idle {
+		if now := nanotime(); a > now || (now-a < timerLostAfter && !idle) {
 			return // one at or before ns is on its way, or pending
 		}
 	}

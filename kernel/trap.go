@@ -90,7 +90,7 @@ func irq(c *percpu, f *TrapFrame, inThread bool) {
 // resolved or become SIGSEGV; the rest become the signal Linux sends.
 func exception(c *percpu, f *TrapFrame) {
 	switch f.Vector {
-	case 14:
+	case vecPageFault:
 		addr := c.cr2
 		if addr == 0 && f.ErrCode&pfPresent == 0 {
 			addr = lostFaultAddress(c, f)
@@ -188,7 +188,7 @@ func kernelFault(c *percpu, f *TrapFrame) {
 	reg("rip", f.RIP)
 	reg("rsp", f.RSP)
 	reg("rflags", f.RFLAGS)
-	if f.Vector == 14 {
+	if f.Vector == vecPageFault {
 		reg("cr2", uint64(c.cr2))
 	}
 	kprint("\n")

@@ -1,14 +1,12 @@
 package netfront
 
 import (
-	"bytes"
-	"context"
-	"io"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/unikgo/unikgo/netstack"
+	"github.com/unikgo/unikgo/netstack/nictest"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -72,40 +70,7 @@ func TestStackOverNetfront(t *testing.T) {
 			}
 			t.Cleanup(b.Close)
 			for _, peer := range []netip.Addr{addrB, addrB6} {
-				proto := header.IPv4ProtocolNumber
-				if peer.Is6() {
-					proto = header.IPv6ProtocolNumber
-				}
-				addr := tcpip.FullAddress{Addr: tcpip.AddrFromSlice(peer.AsSlice()), Port: 7}
-				ln, err := gonet.ListenTCP(b.Gvisor(), addr, proto)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer ln.Close()
-				go func() {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					io.Copy(c, c)
-					c.Close()
-				}()
-				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-				defer cancel()
-				c, err := gonet.DialContextTCP(ctx, a.Gvisor(), addr, proto)
-				if err != nil {
-					t.Fatalf("%v: %v", peer, err)
-				}
-				go c.Write(msg)
-				got := make([]byte, len(msg))
-				c.SetDeadline(time.Now().Add(60 * time.Second))
-				if _, err := io.ReadFull(c, got); err != nil {
-					t.Fatalf("%v: %v", peer, err)
-				}
-				c.Close()
-				if !bytes.Equal(got, msg) {
-					t.Fatalf("%v: the echo differs", peer)
-				}
+				nictest.TCPEcho(t, a.Gvisor(), b.Gvisor(), peer, msg, 60*time.Second)
 			}
 			local := tcpip.FullAddress{Addr: tcpip.AddrFromSlice(addrB.AsSlice()), Port: 9}
 			us, err := gonet.DialUDP(b.Gvisor(), &local, nil, header.IPv4ProtocolNumber)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -252,35 +251,7 @@ func testLinkOffloadTransfer(t *testing.T, gro bool) {
 	} {
 		t.Run(tc.peer.String(), func(t *testing.T) {
 			sentBefore, _, _ := na.stats()
-			ln, err := gonet.ListenTCP(b.Gvisor(), fullAddr(tc.peer, 7), proto(tc.peer))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				io.Copy(c, c)
-				c.Close()
-			}()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			c, err := gonet.DialContextTCP(ctx, a.Gvisor(), fullAddr(tc.peer, 7), proto(tc.peer))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			go c.Write(msg)
-			got := make([]byte, len(msg))
-			c.SetDeadline(time.Now().Add(30 * time.Second))
-			if _, err := io.ReadFull(c, got); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, msg) {
-				t.Fatal("TCP echo returned different bytes")
-			}
+			nictest.TCPEcho(t, a.Gvisor(), b.Gvisor(), tc.peer, msg, 30*time.Second)
 			sent, big, maxFrame := na.stats()
 			gso := 0
 			for _, m := range sent[len(sentBefore):] {

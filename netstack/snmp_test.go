@@ -2,14 +2,13 @@ package netstack
 
 import (
 	"bytes"
-	"context"
-	"io"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/unikgo/unikgo/netstack/nictest"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 )
 
@@ -45,32 +44,7 @@ func parseSNMP(t *testing.T, b []byte) map[string]map[string]int64 {
 // count what happened.
 func TestSNMP(t *testing.T) {
 	a, b := newPair(t)
-	ln, err := gonet.ListenTCP(b.Gvisor(), fullAddr(addrB, 7), proto(addrB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		io.Copy(c, c)
-		c.Close()
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := gonet.DialContextTCP(ctx, a.Gvisor(), fullAddr(addrB, 7), proto(addrB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg := bytes.Repeat([]byte("x"), 100000)
-	go c.Write(msg)
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.ReadFull(c, make([]byte, len(msg))); err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
+	nictest.TCPEcho(t, a.Gvisor(), b.Gvisor(), addrB, bytes.Repeat([]byte("x"), 100000), 10*time.Second)
 	local := fullAddr(addrB, 9)
 	uc, err := gonet.DialUDP(a.Gvisor(), nil, &local, proto(addrB))
 	if err != nil {

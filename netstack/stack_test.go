@@ -3,7 +3,6 @@ package netstack
 import (
 	"bytes"
 	"context"
-	"io"
 	"net"
 	"net/netip"
 	"runtime"
@@ -62,36 +61,7 @@ func TestStackTCPUDP(t *testing.T) {
 	a, b := newPair(t)
 	for _, peer := range []netip.Addr{addrB, addrB6} {
 		t.Run(peer.String(), func(t *testing.T) {
-			ln, err := gonet.ListenTCP(b.Gvisor(), fullAddr(peer, 7), proto(peer))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				io.Copy(c, c)
-				c.Close()
-			}()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			c, err := gonet.DialContextTCP(ctx, a.Gvisor(), fullAddr(peer, 7), proto(peer))
-			if err != nil {
-				t.Fatal(err)
-			}
-			msg := bytes.Repeat([]byte("echo "), 10000)
-			go c.Write(msg)
-			got := make([]byte, len(msg))
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			if _, err := io.ReadFull(c, got); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, msg) {
-				t.Error("TCP echo returned different bytes")
-			}
-			c.Close()
+			nictest.TCPEcho(t, a.Gvisor(), b.Gvisor(), peer, bytes.Repeat([]byte("echo "), 10000), 10*time.Second)
 
 			local := fullAddr(peer, 9)
 			us, err := gonet.DialUDP(b.Gvisor(), &local, nil, proto(peer))
