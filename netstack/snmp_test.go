@@ -39,6 +39,22 @@ func parseSNMP(t *testing.T, b []byte) map[string]map[string]int64 {
 	return out
 }
 
+// settled returns s's /proc/net/snmp once two reads 50 ms apart agree.
+func settled(t *testing.T, s *Stack) []byte {
+	t.Helper()
+	prev := s.SNMP()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		cur := s.SNMP()
+		if bytes.Equal(cur, prev) {
+			return cur
+		}
+		prev = cur
+	}
+	t.Fatalf("%s's counters still change after 5 s:\n%s", s.Hostname(), prev)
+	return nil
+}
+
 // TestSNMP: after a TCP exchange and a UDP datagram, /proc/net/snmp and
 // /proc/net/netstat as the stacks serve them pair names with values and
 // count what happened.
@@ -55,7 +71,9 @@ func TestSNMP(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sa, sb := parseSNMP(t, a.SNMP()), parseSNMP(t, b.SNMP())
+	// The echo's closing segments are still on their way when TCPEcho
+	// returns; counters read while they move would not agree.
+	sa, sb := parseSNMP(t, settled(t, a)), parseSNMP(t, settled(t, b))
 	var got []string
 	for _, p := range []string{"Ip", "Icmp", "Tcp", "Udp"} {
 		if _, ok := sa[p]; ok {
