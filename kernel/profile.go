@@ -40,8 +40,10 @@ var (
 	profFns       [4096]profFn   // samples by the function they were in
 	profCum       [4096]profFn   // samples by every function on the stack
 	// Accesses that exit to a hypervisor (a VM exit each when virtualized):
-	profTimerWrites uint64 // LAPIC timer (re)arms
-	profEOIs        uint64 // LAPIC EOIs
+	profTimerWrites uint64            // LAPIC timer (re)arms
+	profTimerBy     [timerWhys]uint64 // the arms by why (armTimer)
+	profTimerWhy    int32             // why the next arm is made
+	profEOIs        uint64            // LAPIC EOIs
 )
 
 // profFn counts samples of one function.
@@ -263,6 +265,19 @@ func profReport() {
 	kprint(" timer writes, ")
 	kprintDec(profEOIs)
 	kprint(" EOIs (each an exit under a hypervisor)\n")
+	kprint("unikgo: profile: timer writes for: ")
+	// By the wait of the thread whose deadline it was (waitNone...
+	// waitServe in sched.go, in order), the end of a time slice, or a
+	// profiler tick.
+	for i, name := range [timerWhys]string{"no wait", "futex", "nanosleep", "epoll_pwait", "pause", "io", "served call", "slice end", "profiler"} {
+		if i > 0 {
+			kprint(", ")
+		}
+		kprint(name)
+		kprint(" ")
+		kprintDec(profTimerBy[i])
+	}
+	kprint("\n")
 	kprint("unikgo: profile: kernel, by system call and trap (% of all time, count, us each):\n")
 	for k := 0; k < profTop; k++ {
 		best, bestVec := -1, false

@@ -216,21 +216,32 @@ func expireTimers(now uint64) {
 // armTimer programs the next timer interrupt: the earliest deadline plus
 // timerSlack, or the end of the time slice when other threads wait to run.
 func armTimer(c *percpu) {
-	next := uint64(0)
+	next, why := uint64(0), int32(waitNone)
 	for i := range live() {
 		t := &threads[i]
 		if t.state == tsBlocked && t.deadline != 0 && (next == 0 || t.deadline+timerSlack < next) {
-			next = t.deadline + timerSlack
+			next, why = t.deadline+timerSlack, t.wait
 		}
 	}
 	if c.cur >= 0 && runqLen > 0 && (next == 0 || c.sliceEnd < next) {
-		next = c.sliceEnd
+		next, why = c.sliceEnd, timerForSlice
 	}
 	if profiling {
-		next = profNextTick(next, nanotime())
+		if n := profNextTick(next, nanotime()); n != next {
+			next, why = n, timerForProfile
+		}
+		profTimerWhy = why
 	}
 	timerArm(next, c.cur < 0)
 }
+
+// Why the timer is set, besides a blocked thread's wait (waitFutex...):
+// counted by the profiler.
+const (
+	timerForSlice = waitServe + 1 + iota
+	timerForProfile
+	timerWhys
+)
 
 // timerSlack is how late a timed wait (nanosleep, futex, epoll_pwait) may
 // end, as Linux's default timer slack for a normal thread (timer_slack_ns,

@@ -264,6 +264,7 @@ func timerArm(ns uint64, idle bool) {
 	timerArmed = ns
 	if profiling {
 		profTimerWrites++
+		profTimerBy[profTimerWhy]++
 	}
 	now := nanotime()
 	d := uint64(0)
