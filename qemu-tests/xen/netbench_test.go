@@ -38,7 +38,8 @@ const (
 //
 // UNIKGO_OPTIONS, when set, goes first on the unikgo guest's command line
 // (e.g. "unikgo.profile"); the guest is then shut down after its transfers
-// and its console, with the profile, written to $TMPDIR/netlab-nbu.console.
+// and its console, with the profile, written to
+// $TMPDIR/netlab-nbu-HHMMSS.console.
 func BenchmarkNetLab(b *testing.B) {
 	l := lab(b)
 	img := image(b, "./qemu-tests/xen/testdata/netpeer")
@@ -105,7 +106,13 @@ func netbench(tb testing.TB, l *xenlab.Lab, cfg xenlab.GuestConfig, ip string) m
 		var cpuSecs, wallSecs float64
 		for range netbenchRuns {
 			c0, t0 := cpu(), time.Now()
-			out, err := l.MustSucceed(ctx, fmt.Sprintf("/tmp/netpeer %s %s:%s %d", dir.cmd, ip, dir.port, netbenchMiB))
+			// dom0's view of the connection 3 s in (ss: its queues and
+			// cwnd) and the frames netback dropped for the guest (the
+			// vif's tx_dropped: its queue to the guest was full), logged
+			// with the result.
+			out, err := l.MustSucceed(ctx, fmt.Sprintf(`(sleep 3; ss -tin dst %s | tail -n +2) & P=$!
+d=/sys/class/net/vif$(xl domid %s).0/statistics/tx_dropped; d0=$(cat $d)
+/tmp/netpeer %s %s:%s %d; r=$?; wait $P; echo "netback dropped $(($(cat $d)-d0)) frames for the guest"; exit $r`, ip, cfg.Name, dir.cmd, ip, dir.port, netbenchMiB))
 			wall := time.Since(t0).Seconds()
 			c1 := cpu()
 			m := netbenchRE.FindStringSubmatch(out)
@@ -130,7 +137,7 @@ func netbench(tb testing.TB, l *xenlab.Lab, cfg xenlab.GuestConfig, ip string) m
 			tb.Fatalf("%s: %v", cfg.Name, err)
 		}
 		// A benchmark's log is cut short: the console goes to a file.
-		path := filepath.Join(os.TempDir(), "netlab-"+cfg.Name+".console")
+		path := filepath.Join(os.TempDir(), "netlab-"+cfg.Name+"-"+time.Now().Format("150405")+".console")
 		if err := os.WriteFile(path, []byte(g.Console()), 0o644); err != nil {
 			tb.Fatal(err)
 		}
