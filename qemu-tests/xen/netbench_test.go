@@ -36,6 +36,10 @@ const (
 // guest's CPU share over the transfers (from xl list's CPU time). Run with
 // -benchtime=1x; the figures go to docs/perf.md.
 //
+// NETLAB_UNIKGO_ONLY, when set, leaves the Linux guest out: for comparing
+// unikgo builds over many boots (-count), never for figures next to
+// Linux's.
+//
 // UNIKGO_OPTIONS, when set, goes first on the unikgo guest's command line
 // (e.g. "unikgo.profile"); the guest is then shut down after its transfers
 // and its console, with the profile, written to
@@ -62,6 +66,12 @@ func BenchmarkNetLab(b *testing.B) {
 			Name: "nbu", Type: xenlab.PVH, Kernel: img, MemoryMiB: 128, NICs: 1,
 			Cmdline: strings.TrimSpace(os.Getenv("UNIKGO_OPTIONS") + " ip=10.0.0.10/24 netpeer servers :5001 :5002"),
 		}, "10.0.0.10")
+		if os.Getenv("NETLAB_UNIKGO_ONLY") != "" {
+			for k, v := range u {
+				b.ReportMetric(v, "unikgo-"+k)
+			}
+			continue
+		}
 		script := fmt.Sprintf("set -e\nmkdir -p /run/nb\ncd /run/nb\ndd if=/dev/xvda of=p bs=4096 2>/dev/null\nhead -c %d p > netpeer\nchmod +x netpeer\n./netpeer servers :5001 :5002\n", size)
 		lx := netbench(b, l, l.BaselineConfig("nbl", "10.0.0.11/24", script,
 			xenlab.Disk{HostPath: prog, Vdev: "xvda", ReadOnly: true}), "10.0.0.11")
