@@ -219,8 +219,15 @@ func armTimer(c *percpu) {
 	next, why := uint64(0), int32(waitNone)
 	for i := range live() {
 		t := &threads[i]
-		if t.state == tsBlocked && t.deadline != 0 && (next == 0 || t.deadline+timerSlack < next) {
-			next, why = t.deadline+timerSlack, t.wait
+		if t.state != tsBlocked || t.deadline == 0 {
+			continue
+		}
+		slack := uint64(timerSlack)
+		if t.wait == waitSleep {
+			slack = sleepSlack
+		}
+		if next == 0 || t.deadline+slack < next {
+			next, why = t.deadline+slack, t.wait
 		}
 	}
 	if c.cur >= 0 && runqLen > 0 && (next == 0 || c.sliceEnd < next) {
@@ -253,11 +260,28 @@ const (
 // here each cost a timer write and an interrupt, VM exits under Xen.
 const timerSlack = 50_000
 
+// sleepSlack is timerSlack for nanosleep, which in a Go program only the
+// runtime calls (Go's timers wait in futex and epoll_pwait): its sysmon
+// sleeps 20 us at a time while it retakes Ps from threads in system
+// calls, its spinning Ms 3 us between attempts to steal work. On Xen, where
+// each timer write and interrupt is a VM exit, they may end up to 500 us
+// late (xenSleepSlack), mostly at an interrupt that comes anyway. With
+// xenTimeSlice, this took a guest receiving TCP in the lab out of a mode
+// where each frame cost ~13 timer exits (docs/perf.md, 2026-12-07 06:34);
+// either alone did not.
+var sleepSlack uint64 = timerSlack
+
+const xenSleepSlack = 500_000
+
 // timeSlice is how long a thread runs while others wait. With two Ps on
 // one vCPU (uniprocessorMaxProcs) the runtime's GC worker and the
 // allocating goroutines take turns by it: at 10 ms the stress program's
-// heap outgrew its 96 MiB bound; at 2 ms it stays under 60 MiB.
-const timeSlice = 2_000_000 // 2 ms
+// heap outgrew its 96 MiB bound; at 2 ms it stays under 60 MiB. On Xen,
+// where each slice's end costs VM exits (a timer write, the interrupt,
+// its EOI), slices are xenTimeSlice (TestStressPVH keeps the heap bound).
+var timeSlice uint64 = 2_000_000 // 2 ms
+
+const xenTimeSlice = 5_000_000
 
 // Futexes.
 const (

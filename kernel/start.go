@@ -129,6 +129,9 @@ func kernelMain() {
 	// unikgo.xapic keeps the LAPIC in xAPIC (MMIO) mode, as before x2APIC
 	// support, for comparisons.
 	lapicInit(!line.Option("xapic"))
+	if onXen {
+		timeSlice, sleepSlack = xenTimeSlice, xenSleepSlack
+	}
 	if line.Option("profile") {
 		if onXen {
 			profTick = 10_000_000
