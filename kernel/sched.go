@@ -267,8 +267,8 @@ const timerSlack = 50_000
 // each timer write and interrupt is a VM exit, they may end up to 500 us
 // late (xenSleepSlack), mostly at an interrupt that comes anyway. With
 // xenTimeSlice, this took a guest receiving TCP in the lab out of a mode
-// where each frame cost ~13 timer exits (docs/perf.md, 2026-12-07 06:34);
-// either alone did not.
+// where each frame cost ~13 timer exits (docs/perf.md, the A/B of
+// 2026-12-07); either alone did not.
 var sleepSlack uint64 = timerSlack
 
 const xenSleepSlack = 500_000
