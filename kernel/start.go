@@ -91,7 +91,21 @@ func kernelMain() {
 	c.ufs = c.kfs
 	c.loadTables(s)
 	c.setupSyscall()
-	calibrateTSC(xenBase)
+	// The command line: from the loader, else the build's default.
+	var line cmdline.Line
+	if n := boot.Info.CmdlineLen; n > 0 {
+		line.Parse(boot.Info.CmdlineBytes())
+	} else {
+		line.ParseString(buildCmdline)
+	}
+	verbose = line.Option("verbose")
+	strace = line.Option("strace")
+	quiet = line.Option("quiet")
+	bootTime = line.Option("boottime")
+	// unikgo.xapic keeps the LAPIC in xAPIC (MMIO) mode, as before x2APIC
+	// support, for comparisons.
+	lapicEnable(!line.Option("xapic"))
+	calibrate(xenBase)
 	tscBase = boot.EntryTSC()
 	if xenBase == 0 {
 		if rtc := readRTC(); rtc != 0 {
@@ -110,25 +124,11 @@ func kernelMain() {
 	fninit()
 	fxsaveTo(c.idleFX)
 
-	// The command line: from the loader, else the build's default.
-	var line cmdline.Line
-	if n := boot.Info.CmdlineLen; n > 0 {
-		line.Parse(boot.Info.CmdlineBytes())
-	} else {
-		line.ParseString(buildCmdline)
-	}
-	verbose = line.Option("verbose")
-	strace = line.Option("strace")
-	quiet = line.Option("quiet")
-	bootTime = line.Option("boottime")
 	if line.Option("novdso") {
 		vdso.Disable() // every clock read a system call, as before the vDSO
 	} else {
 		vdsoImage = vdso.Build()
 	}
-	// unikgo.xapic keeps the LAPIC in xAPIC (MMIO) mode, as before x2APIC
-	// support, for comparisons.
-	lapicInit(!line.Option("xapic"))
 	if onXen {
 		timeSlice, sleepSlack = xenTimeSlice, xenSleepSlack
 	}

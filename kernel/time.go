@@ -78,41 +78,81 @@ func realtimeOffset() uint64 { return wallBaseNS }
 
 // Calibration windows. They are most of the kernel's boot time, so they
 // are as short as their resolution allows: the PIT edge is polled through
-// port I/O (about a microsecond a poll), 200 ppm of 5 ms; the LAPIC is
-// read against the TSC, once known, to a tick.
+// port I/O (about a microsecond a poll), 200 ppm of 5 ms. The LAPIC timer
+// counts through the same window; on Xen, whose TSC rate is given, it
+// counts through a 2 ms TSC window instead.
 const (
 	pitWindowHz  = 200 // 5 ms
-	apicWindowHz = 500 // 2 ms
+	apicWindowHz = 500 // 2 ms, on Xen
+	// pitWarmCount is the warm-up window's PIT count (~50 us): under an
+	// emulator the first run of the measuring code is translated, and the
+	// milliseconds that takes would count as TSC ticks (QEMU's TCG made
+	// the TSC's rate 6% too high, so the clock ran slow).
+	pitWarmCount = 64
 )
 
-// PIT channel 2, gated through port 0x61, counts 1193182 Hz.
-func pitWait() {
+// pitMeasure runs PIT channel 2 (gated through port 0x61, 1193182 Hz) in
+// mode 0 for count ticks and returns the TSC ticks and LAPIC timer counts
+// that passed meanwhile. Both are read right after the count is loaded,
+// when the PIT starts, and again as its output rises.
+func pitMeasure(count uint16) (tsc, apic uint64) {
+	lapicW(lapicTICR, 0xffffffff)
 	g := x86.InB(0x61)
 	x86.OutB(0x61, g&^0x02|0x01)
 	x86.OutB(0x43, 0xb0) // channel 2, lobyte/hibyte, mode 0
-	const count = 1193182 / pitWindowHz
-	x86.OutB(0x42, count&0xff)
-	x86.OutB(0x42, count>>8)
+	x86.OutB(0x42, uint8(count))
+	x86.OutB(0x42, uint8(count>>8))
+	t0, a0 := x86.RDTSC(), lapicR(lapicTCCR)
 	for i := 0; i < 1<<28 && x86.InB(0x61)&0x20 == 0; i++ {
 	}
+	t1, a1 := x86.RDTSC(), lapicR(lapicTCCR)
+	lapicW(lapicTICR, 0)
+	return t1 - t0, uint64(a0 - a1)
 }
 
-func calibrateTSC(xenBase uint32) {
-	if xenBase != 0 {
+// calibrate measures the TSC's rate, unless Xen gives it (xenInit, or its
+// CPUID leaves at xenBase), and the LAPIC timer's; lapicEnable has run.
+func calibrate(xenBase uint32) {
+	if tscHz == 0 && xenBase != 0 {
 		// Xen leaf base+3, sub-leaf 0: ECX = guest TSC frequency in kHz.
-		if _, _, khz, _ := x86.CPUID(xenBase+3, 0); khz != 0 {
-			tscHz = uint64(khz) * 1000
-		}
+		_, _, khz, _ := x86.CPUID(xenBase+3, 0)
+		tscHz = uint64(khz) * 1000
 	}
 	if tscHz == 0 {
-		t0 := x86.RDTSC()
-		pitWait()
-		tscHz = (x86.RDTSC() - t0) * pitWindowHz
+		pitMeasure(pitWarmCount)
+		tsc, apic := pitMeasure(1193182 / pitWindowHz)
+		tscHz, apicHz = tsc*pitWindowHz, apic*pitWindowHz
+	} else {
+		lapicW(lapicTICR, 0xffffffff)
+		t0, a0 := x86.RDTSC(), lapicR(lapicTCCR)
+		for x86.RDTSC()-t0 < tscHz/apicWindowHz {
+			x86.Pause()
+		}
+		a1 := lapicR(lapicTCCR)
+		lapicW(lapicTICR, 0)
+		apicHz = uint64(a0-a1) * apicWindowHz
 	}
 	if tscHz == 0 {
 		tscHz = 1e9
 	}
+	if apicHz == 0 {
+		apicHz = 1e9 / 16
+	}
 	tscMult, _ = bits.Div64(1e9>>32, 1e9<<32, tscHz) // 1e9 * 2^32 / tscHz
+	lapicW(lapicLVTT, uint32(timerVector))           // one-shot, unmasked
+	if verbose {
+		kprint("unikgo: tsc ")
+		kprintDec(tscHz)
+		kprint(" Hz\nunikgo: lapic: ")
+		if x2apic {
+			kprint("x2APIC")
+		} else {
+			kprint("xAPIC")
+		}
+		kprint(" mode, timer ")
+		kprintDec(apicHz)
+		kprint(" Hz\n")
+	}
 }
 
 // Local APIC (xAPIC, memory-mapped; identity-mapped below 4 GiB).
@@ -165,9 +205,9 @@ func lapicIDValue() uint32 {
 	return lapicR(lapicID) >> 24
 }
 
-// lapicInit enables the local APIC, in x2APIC mode when the CPU has it and
-// useX2 is set, and calibrates its timer against the TSC.
-func lapicInit(useX2 bool) {
+// lapicEnable enables the local APIC, in x2APIC mode when the CPU has it
+// and useX2 is set, with its timer masked until calibrate has measured it.
+func lapicEnable(useX2 bool) {
 	// Mask the legacy PICs: every interrupt we want comes through the LAPIC.
 	x86.OutB(0x21, 0xff)
 	x86.OutB(0xa1, 0xff)
@@ -185,30 +225,6 @@ func lapicInit(useX2 bool) {
 	lapicW(lapicSVR, 0x100|spuriousVector)
 	lapicW(lapicTDCR, 0x3) // divide by 16
 	lapicW(lapicLVTT, 1<<16|uint32(timerVector))
-	// Calibrate against the TSC.
-	lapicW(lapicTICR, 0xffffffff)
-	t0 := x86.RDTSC()
-	for x86.RDTSC()-t0 < tscHz/apicWindowHz {
-		x86.Pause()
-	}
-	n := 0xffffffff - lapicR(lapicTCCR)
-	lapicW(lapicTICR, 0)
-	apicHz = uint64(n) * apicWindowHz
-	if apicHz == 0 {
-		apicHz = 1e9 / 16
-	}
-	lapicW(lapicLVTT, uint32(timerVector)) // one-shot, unmasked
-	if verbose {
-		kprint("unikgo: lapic: ")
-		if x2apic {
-			kprint("x2APIC")
-		} else {
-			kprint("xAPIC")
-		}
-		kprint(" mode, timer ")
-		kprintDec(apicHz)
-		kprint(" Hz\n")
-	}
 }
 
 func lapicEOIWrite() {
