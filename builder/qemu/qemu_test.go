@@ -36,6 +36,13 @@ func TestArgs(t *testing.T) {
 				"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
 				"-kernel", "img", "-append", "prog a",
 			}},
+		{"instruction clock", Config{Image: "img", Cmdline: "prog a", InstructionClock: true},
+			[]string{
+				"-machine", "pc", "-accel", "tcg", "-cpu", "max,-x2apic", "-m", "128M", "-smp", "1",
+				"-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio",
+				"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+				"-kernel", "img", "-append", "prog a", "-icount", "shift=0",
+			}},
 		{"user net", Config{Image: "img", Cmdline: "prog a", Net: "user"},
 			with("-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0")},
 		{"user net with hostfwd", Config{Image: "img", Cmdline: "prog a", Net: "user,hostfwd=tcp::8080-:80"},
@@ -67,6 +74,7 @@ func TestArgsRefuses(t *testing.T) {
 		{Image: "img", CPUs: -1},
 		{Image: "img", Disks: []string{""}},
 		{Image: "img", ReadOnlyDisks: []string{""}},
+		{Image: "img", Accel: KVM, InstructionClock: true},
 	} {
 		if _, err := cfg.Args(); err == nil {
 			t.Errorf("Args(%+v) succeeded, want an error", cfg)

@@ -50,11 +50,7 @@ func BenchmarkNetVirtio(b *testing.B) {
 
 	// One static Linux netpeer serves as the host side and the Linux guest's.
 	peer := filepath.Join(dir, "netpeer")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", peer, "./qemu-tests/xen/testdata/netpeer")
-	cmd.Dir, cmd.Env = "../..", append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("building netpeer: %v\n%s", err, out)
-	}
+	buildLinux(b, "./qemu-tests/xen/testdata/netpeer", peer)
 	img := filepath.Join(dir, "netpeer.img")
 	if _, err := builder.Build(ctx, builder.BuildOptions{Package: "./qemu-tests/xen/testdata/netpeer", Dir: "../..", Output: img}); err != nil {
 		b.Fatalf("building the netpeer image: %v", err)
