@@ -108,11 +108,15 @@ func TestUnmask(t *testing.T) {
 }
 
 func TestHypercallArgLayout(t *testing.T) {
-	// Sizes and offsets from xen-abi.md and public/version.h.
+	// Sizes and offsets from xen-abi.md, public/version.h, public/event_channel.h
+	// (evtchn_bind_virq) and public/vcpu.h (vcpu_set_singleshot_timer).
 	var p hvmParam
 	var f xenFeatureInfo
-	got := []uintptr{unsafe.Sizeof(p), unsafe.Offsetof(p.index), unsafe.Offsetof(p.value), unsafe.Sizeof(f), unsafe.Offsetof(f.submap)}
-	want := []uintptr{16, 4, 8, 8, 4}
+	var v bindVIRQ
+	var s singleshotTimer
+	got := []uintptr{unsafe.Sizeof(p), unsafe.Offsetof(p.index), unsafe.Offsetof(p.value), unsafe.Sizeof(f), unsafe.Offsetof(f.submap),
+		unsafe.Sizeof(v), unsafe.Offsetof(v.vcpu), unsafe.Offsetof(v.port), unsafe.Sizeof(s), unsafe.Offsetof(s.flags)}
+	want := []uintptr{16, 4, 8, 8, 4, 12, 4, 8, 16, 8}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("layout (-want +got):\n%s", diff)
 	}

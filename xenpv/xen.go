@@ -47,6 +47,11 @@ const (
 	EvtchnOpAllocUnbound    = 6
 	EvtchnOpUnmask          = 9
 
+	VCPUOpStopPeriodicTimer  = 7
+	VCPUOpSetSingleshotTimer = 8
+
+	VIRQTimer = 0 // the vCPU's timers fire this VIRQ
+
 	HVMOpSetParam              = 0
 	HVMOpGetParam              = 1
 	HVMOpSetEvtchnUpcallVector = 23
@@ -231,6 +236,45 @@ func EvtchnBindInterdomain(remote uint16, remotePort uint32) (uint32, error) {
 func EvtchnClose(port uint32) error {
 	arg := port
 	return result(call(HypervisorEventChanOp, EvtchnOpClose, uintptr(unsafe.Pointer(&arg)), 0, 0, 0))
+}
+
+// bindVIRQ is struct evtchn_bind_virq (12 bytes).
+type bindVIRQ struct {
+	virq, vcpu uint32
+	port       uint32 // out
+}
+
+// EvtchnBindVIRQ binds virtual interrupt virq of vCPU vcpu to a new local
+// port.
+func EvtchnBindVIRQ(virq, vcpu uint32) (uint32, error) {
+	a := bindVIRQ{virq: virq, vcpu: vcpu}
+	if err := result(call(HypervisorEventChanOp, EvtchnOpBindVIRQ, uintptr(unsafe.Pointer(&a)), 0, 0, 0)); err != nil {
+		return 0, err
+	}
+	return a.port, nil
+}
+
+// singleshotTimer is struct vcpu_set_singleshot_timer (public/vcpu.h, 16
+// bytes with its tail padding).
+type singleshotTimer struct {
+	timeoutAbsNS uint64
+	flags        uint32 // VCPU_SSHOTTMR_future (1) refuses a passed time; unused
+	_            uint32
+}
+
+// SetSingleshotTimer sets vCPU vcpu's one-shot timer to raise VIRQ_TIMER at
+// Xen system time ns (a time already passed raises it at once), replacing
+// the one set before. Unlike a LAPIC timer the interrupt comes as an event,
+// which needs no EOI: one exit fewer per timer interrupt in an HVM guest.
+func SetSingleshotTimer(vcpu uint32, ns uint64) error {
+	a := singleshotTimer{timeoutAbsNS: ns}
+	return result(call(HypervisorVCPUOp, VCPUOpSetSingleshotTimer, uintptr(vcpu), uintptr(unsafe.Pointer(&a)), 0, 0))
+}
+
+// StopPeriodicTimer stops vCPU vcpu's periodic timer, if it has one (PV
+// vCPUs start with one at 100 Hz).
+func StopPeriodicTimer(vcpu uint32) error {
+	return result(call(HypervisorVCPUOp, VCPUOpStopPeriodicTimer, uintptr(vcpu), 0, 0, 0))
 }
 
 // hvmParam is struct xen_hvm_param (16 bytes).
