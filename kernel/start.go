@@ -106,6 +106,10 @@ func kernelMain() {
 	// support, for comparisons.
 	lapicEnable(!line.Option("xapic"))
 	calibrate(xenBase)
+	// unikgo.lapictimer keeps the LAPIC timer on Xen, for comparisons.
+	if !line.Option("lapictimer") {
+		xenTimerInit()
+	}
 	tscBase = boot.EntryTSC()
 	if xenBase == 0 {
 		if rtc := readRTC(); rtc != 0 {

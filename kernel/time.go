@@ -282,6 +282,11 @@ func timerArm(ns uint64, idle bool) {
 		profTimerWrites++
 		profTimerBy[profTimerWhy]++
 	}
+	if xenTimer {
+		// Xen system time: nanotime is it less xenSysOff.
+		xenpv.SetSingleshotTimer(0, ns+xenSysOff)
+		return
+	}
 	now := nanotime()
 	d := uint64(0)
 	if ns > now {

@@ -55,33 +55,27 @@ func irq(c *percpu, f *TrapFrame, inThread bool) {
 	if !upcall || !xenUpcallNoEOI {
 		lapicEOIWrite()
 	}
-	device := false
+	device, timer := false, f.Vector == timerVector
 	if upcall {
-		xenUpcall()
-		device = true
+		timer, device = xenUpcall()
 	} else if v := f.Vector; v >= irqVectorBase && v < irqVectorBase+irqVectors {
 		irqFired(v)
 		device = true
 	}
-	if device {
-		// Wake-up preemption, as Linux gives I/O-bound tasks: a thread a
-		// device event woke runs now rather than when the interrupted
-		// thread's slice (timeSlice) ends.
-		if inThread && runqLen > 0 {
-			yield(c, f)
+	sliceOver := false
+	if timer {
+		timerFired()
+		if profiling && inThread {
+			profSample(uintptr(f.RIP), uintptr(f.RSP), uintptr(f.RBP))
 		}
-		return
+		now := nanotime()
+		expireTimers(now)
+		sliceOver = now >= c.sliceEnd
 	}
-	if f.Vector != timerVector {
-		return
-	}
-	timerFired()
-	if profiling && inThread {
-		profSample(uintptr(f.RIP), uintptr(f.RSP), uintptr(f.RBP))
-	}
-	now := nanotime()
-	expireTimers(now)
-	if inThread && runqLen > 0 && now >= c.sliceEnd {
+	// Wake-up preemption, as Linux gives I/O-bound tasks: a thread a device
+	// event woke runs now rather than when the interrupted thread's slice
+	// (timeSlice) ends.
+	if inThread && runqLen > 0 && (device || sliceOver) {
 		yield(c, f)
 	}
 }
