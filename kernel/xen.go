@@ -24,11 +24,17 @@ var (
 )
 
 // xenTimerInit moves the kernel's timer to Xen's single-shot timer
-// (VCPUOP_set_singleshot_timer, VIRQ_TIMER), as Linux's PVH guests do. Both
-// cost an exit to set, but its interrupt is an event, injected through the
-// callback vector without an EOI, where the LAPIC timer's interrupt needs
-// an EOI, one exit more per timer interrupt (each ~100 us in the lab). Only
-// with the callback vector: an upcall through the LAPIC needs its EOI too.
+// (VCPUOP_set_singleshot_timer, VIRQ_TIMER), as Linux's PVH guests do
+// (unikgo.xentimer). Both cost an exit to set, but its interrupt is an
+// event, injected through the callback vector without an EOI, where the
+// LAPIC timer's interrupt needs an EOI: in the lab a timer interrupt took
+// 390 us instead of 512. Only with the callback vector: an upcall through
+// the LAPIC needs its EOI too. It is not the default: in the lab's network
+// benchmark (docs/perf.md, the timer A/B of 2026-12-07) a guest receiving
+// TCP with it fell into the slow mode in 9 of 10 boots, against 4 of 7 with
+// the LAPIC timer in the same runs and 0 of 3 with the kernel as it was;
+// the lab varies too much from boot to boot for more than that. Its
+// deadlines are exact, where the LAPIC's come xenTimerLatePct late.
 func xenTimerInit() {
 	if !onXen || !xenUpcallNoEOI {
 		return
