@@ -57,7 +57,12 @@ func irq(c *percpu, f *TrapFrame, inThread bool) {
 	}
 	device, timer := false, f.Vector == timerVector
 	if upcall {
-		timer, device = xenUpcall()
+		// An upcall counts as a device event unless only the timer's
+		// port fired (with the LAPIC timer, always, as it did before
+		// Xen's timer came: even one whose ports an earlier scan took).
+		var dev bool
+		timer, dev = xenUpcall()
+		device = dev || !timer
 	} else if v := f.Vector; v >= irqVectorBase && v < irqVectorBase+irqVectors {
 		irqFired(v)
 		device = true
