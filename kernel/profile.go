@@ -40,7 +40,7 @@ var (
 	profFns       [4096]profFn   // samples by the function they were in
 	profCum       [4096]profFn   // samples by every function on the stack
 	// Accesses that exit to a hypervisor (a VM exit each when virtualized):
-	profTimerWrites uint64            // timer (re)arms: LAPIC writes or Xen hypercalls
+	profTimerWrites uint64            // LAPIC timer (re)arms
 	profTimerBy     [timerWhys]uint64 // the arms by why (armTimer)
 	profTimerWhy    int32             // why the next arm is made
 	profEOIs        uint64            // LAPIC EOIs
@@ -260,12 +260,7 @@ func profReport() {
 	kprint(" samples of the program (")
 	kprintDec(profResumed)
 	kprint(" more taken as it resumed from a trap, left out)\n")
-	kprint("unikgo: profile: ")
-	if xenTimer {
-		kprint("Xen single-shot timer: ")
-	} else {
-		kprint("local APIC: ")
-	}
+	kprint("unikgo: profile: local APIC: ")
 	kprintDec(profTimerWrites)
 	kprint(" timer writes, ")
 	kprintDec(profEOIs)

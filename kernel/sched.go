@@ -268,8 +268,7 @@ const timerSlack = 50_000
 // late (xenSleepSlack), mostly at an interrupt that comes anyway. With
 // xenTimeSlice, this took a guest receiving TCP in the lab out of a mode
 // where each frame cost ~13 timer exits (docs/perf.md, the A/B of
-// 2026-12-07); either alone did not. Both are counted with the timers'
-// lateness on Xen (xenTimerLatePct).
+// 2026-12-07); either alone did not.
 var sleepSlack uint64 = timerSlack
 
 const xenSleepSlack = 500_000

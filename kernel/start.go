@@ -91,26 +91,7 @@ func kernelMain() {
 	c.ufs = c.kfs
 	c.loadTables(s)
 	c.setupSyscall()
-	// The command line: from the loader, else the build's default.
-	var line cmdline.Line
-	if n := boot.Info.CmdlineLen; n > 0 {
-		line.Parse(boot.Info.CmdlineBytes())
-	} else {
-		line.ParseString(buildCmdline)
-	}
-	verbose = line.Option("verbose")
-	strace = line.Option("strace")
-	quiet = line.Option("quiet")
-	bootTime = line.Option("boottime")
-	// unikgo.xapic keeps the LAPIC in xAPIC (MMIO) mode, as before x2APIC
-	// support, for comparisons.
-	lapicEnable(!line.Option("xapic"))
-	calibrate(xenBase)
-	// unikgo.xentimer: Xen's single-shot timer instead of the LAPIC's
-	// (slower in the lab's network benchmark, see xenTimerInit).
-	if line.Option("xentimer") {
-		xenTimerInit()
-	}
+	calibrateTSC(xenBase)
 	tscBase = boot.EntryTSC()
 	if xenBase == 0 {
 		if rtc := readRTC(); rtc != 0 {
@@ -129,11 +110,25 @@ func kernelMain() {
 	fninit()
 	fxsaveTo(c.idleFX)
 
+	// The command line: from the loader, else the build's default.
+	var line cmdline.Line
+	if n := boot.Info.CmdlineLen; n > 0 {
+		line.Parse(boot.Info.CmdlineBytes())
+	} else {
+		line.ParseString(buildCmdline)
+	}
+	verbose = line.Option("verbose")
+	strace = line.Option("strace")
+	quiet = line.Option("quiet")
+	bootTime = line.Option("boottime")
 	if line.Option("novdso") {
 		vdso.Disable() // every clock read a system call, as before the vDSO
 	} else {
 		vdsoImage = vdso.Build()
 	}
+	// unikgo.xapic keeps the LAPIC in xAPIC (MMIO) mode, as before x2APIC
+	// support, for comparisons.
+	lapicInit(!line.Option("xapic"))
 	if onXen {
 		timeSlice, sleepSlack = xenTimeSlice, xenSleepSlack
 	}

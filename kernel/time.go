@@ -21,8 +21,7 @@ var (
 	tscMult     uint64 // ns per tick, 32.32 fixed point
 	wallBaseNS  uint64 // realtime at tscBase
 	apicBase    uintptr
-	apicHz      uint64 // the rate timer deadlines are converted with
-	apicRateHz  uint64 // the rate measured
+	apicHz      uint64
 	timerVector = uint64(0x20)
 )
 
@@ -79,117 +78,50 @@ func realtimeOffset() uint64 { return wallBaseNS }
 
 // Calibration windows. They are most of the kernel's boot time, so they
 // are as short as their resolution allows: the PIT edge is polled through
-// port I/O (about a microsecond a poll), 200 ppm of 5 ms. The LAPIC timer
-// counts through the same window; on Xen, whose TSC rate is given, it
-// counts through a 2 ms TSC window instead.
+// port I/O (about a microsecond a poll), 200 ppm of 5 ms; the LAPIC is
+// read against the TSC, once known, to a tick.
 const (
 	pitWindowHz  = 200 // 5 ms
-	apicWindowHz = 500 // 2 ms, on Xen
-	// pitWarmCount is the warm-up window's PIT count (~50 us): under an
-	// emulator the first run of the measuring code is translated, and the
-	// milliseconds that takes would count as TSC ticks (QEMU's TCG made
-	// the TSC's rate 6% too high, so the clock ran slow).
-	pitWarmCount = 64
+	apicWindowHz = 500 // 2 ms
 )
 
-// pitMeasure runs PIT channel 2 (gated through port 0x61, 1193182 Hz) in
-// mode 0 for count ticks and returns the TSC ticks and LAPIC timer counts
-// that passed meanwhile. Both are read right after the count is loaded,
-// when the PIT starts, and again as its output rises.
-func pitMeasure(count uint16) (tsc, apic uint64) {
-	lapicW(lapicTICR, 0xffffffff)
+// pitTicks runs PIT channel 2 (gated through port 0x61, 1193182 Hz) in
+// mode 0 for count ticks and returns the TSC ticks that passed, read once
+// the count is loaded (when the PIT starts) and as its output rises.
+func pitTicks(count uint16) uint64 {
 	g := x86.InB(0x61)
 	x86.OutB(0x61, g&^0x02|0x01)
 	x86.OutB(0x43, 0xb0) // channel 2, lobyte/hibyte, mode 0
 	x86.OutB(0x42, uint8(count))
 	x86.OutB(0x42, uint8(count>>8))
-	t0, a0 := x86.RDTSC(), lapicR(lapicTCCR)
+	t0 := x86.RDTSC()
 	for i := 0; i < 1<<28 && x86.InB(0x61)&0x20 == 0; i++ {
 	}
-	t1, a1 := x86.RDTSC(), lapicR(lapicTCCR)
-	lapicW(lapicTICR, 0)
-	return t1 - t0, uint64(a0 - a1)
+	return x86.RDTSC() - t0
 }
 
-// xenTimerLatePct makes the LAPIC timer's deadlines come this much late on
-// Xen, counted from when the timer is set. Until 2026-12-07 the LAPIC's
-// rate was measured there with the exits of its register accesses inside
-// the 2 ms window, 29% high in the lab (8.05 MHz for Xen's 6.25), so every
-// timer came that late, and the time slices and timer slack (xenTimeSlice,
-// xenSleepSlack) were tuned and measured with it over many lab boots. The
-// rate is now measured right (6.30 MHz) and the lateness kept on purpose:
-// exact timers were not measured better (docs/perf.md, the timer A/B of
-// 2026-12-07). Waits still never end early.
-const xenTimerLatePct = 29
+// pitWarmCount is a warm-up window's PIT count (~50 us), run before the
+// measured one: under an emulator the first run of the measuring code is
+// translated, and the time that takes would count as TSC ticks (under
+// QEMU's TCG the TSC's rate came out 3-6% high, so the clock ran slow;
+// TestClock).
+const pitWarmCount = 64
 
-// lapicAt reads the LAPIC timer's current count and the TSC when it was
-// read, taken as the midpoint of TSC reads on either side: under a
-// hypervisor the read is an exit (~100 us in the lab), and where in it the
-// count is sampled is unknown.
-func lapicAt() (tsc uint64, count uint32) {
-	t0 := x86.RDTSC()
-	count = lapicR(lapicTCCR)
-	t1 := x86.RDTSC()
-	return t0 + (t1-t0)/2, count
-}
-
-// calibrate measures the TSC's rate, unless Xen gives it (xenInit, or its
-// CPUID leaves at xenBase), and the LAPIC timer's; lapicEnable has run.
-func calibrate(xenBase uint32) {
-	if tscHz == 0 && xenBase != 0 {
+func calibrateTSC(xenBase uint32) {
+	if xenBase != 0 {
 		// Xen leaf base+3, sub-leaf 0: ECX = guest TSC frequency in kHz.
-		_, _, khz, _ := x86.CPUID(xenBase+3, 0)
-		tscHz = uint64(khz) * 1000
+		if _, _, khz, _ := x86.CPUID(xenBase+3, 0); khz != 0 {
+			tscHz = uint64(khz) * 1000
+		}
 	}
 	if tscHz == 0 {
-		pitMeasure(pitWarmCount)
-		tsc, apic := pitMeasure(1193182 / pitWindowHz)
-		tscHz, apicHz = tsc*pitWindowHz, apic*pitWindowHz
-	} else {
-		lapicW(lapicTICR, 0xffffffff)
-		t0, a0 := lapicAt()
-		for x86.RDTSC()-t0 < tscHz/apicWindowHz {
-			x86.Pause()
-		}
-		t1, a1 := lapicAt()
-		lapicW(lapicTICR, 0)
-		hi, lo := bits.Mul64(uint64(a0-a1), tscHz)
-		if d := t1 - t0; d > hi {
-			apicHz, _ = bits.Div64(hi, lo, d)
-		}
-		apicRateHz = apicHz
-		apicHz += apicHz * xenTimerLatePct / 100
+		pitTicks(pitWarmCount)
+		tscHz = pitTicks(1193182/pitWindowHz) * pitWindowHz
 	}
 	if tscHz == 0 {
 		tscHz = 1e9
 	}
-	if apicHz == 0 {
-		apicHz = 1e9 / 16
-	}
-	if apicRateHz == 0 {
-		apicRateHz = apicHz
-	}
 	tscMult, _ = bits.Div64(1e9>>32, 1e9<<32, tscHz) // 1e9 * 2^32 / tscHz
-	lapicW(lapicLVTT, uint32(timerVector))           // one-shot, unmasked
-	if verbose {
-		kprint("unikgo: tsc ")
-		kprintDec(tscHz)
-		kprint(" Hz\nunikgo: lapic: ")
-		if x2apic {
-			kprint("x2APIC")
-		} else {
-			kprint("xAPIC")
-		}
-		kprint(" mode, timer ")
-		kprintDec(apicRateHz)
-		kprint(" Hz")
-		if apicHz != apicRateHz {
-			kprint(", set ")
-			kprintDec(xenTimerLatePct)
-			kprint("% late")
-		}
-		kprint("\n")
-	}
 }
 
 // Local APIC (xAPIC, memory-mapped; identity-mapped below 4 GiB).
@@ -242,9 +174,9 @@ func lapicIDValue() uint32 {
 	return lapicR(lapicID) >> 24
 }
 
-// lapicEnable enables the local APIC, in x2APIC mode when the CPU has it
-// and useX2 is set, with its timer masked until calibrate has measured it.
-func lapicEnable(useX2 bool) {
+// lapicInit enables the local APIC, in x2APIC mode when the CPU has it and
+// useX2 is set, and calibrates its timer against the TSC.
+func lapicInit(useX2 bool) {
 	// Mask the legacy PICs: every interrupt we want comes through the LAPIC.
 	x86.OutB(0x21, 0xff)
 	x86.OutB(0xa1, 0xff)
@@ -262,6 +194,30 @@ func lapicEnable(useX2 bool) {
 	lapicW(lapicSVR, 0x100|spuriousVector)
 	lapicW(lapicTDCR, 0x3) // divide by 16
 	lapicW(lapicLVTT, 1<<16|uint32(timerVector))
+	// Calibrate against the TSC.
+	lapicW(lapicTICR, 0xffffffff)
+	t0 := x86.RDTSC()
+	for x86.RDTSC()-t0 < tscHz/apicWindowHz {
+		x86.Pause()
+	}
+	n := 0xffffffff - lapicR(lapicTCCR)
+	lapicW(lapicTICR, 0)
+	apicHz = uint64(n) * apicWindowHz
+	if apicHz == 0 {
+		apicHz = 1e9 / 16
+	}
+	lapicW(lapicLVTT, uint32(timerVector)) // one-shot, unmasked
+	if verbose {
+		kprint("unikgo: lapic: ")
+		if x2apic {
+			kprint("x2APIC")
+		} else {
+			kprint("xAPIC")
+		}
+		kprint(" mode, timer ")
+		kprintDec(apicHz)
+		kprint(" Hz\n")
+	}
 }
 
 func lapicEOIWrite() {
@@ -318,11 +274,6 @@ func timerArm(ns uint64, idle bool) {
 	if profiling {
 		profTimerWrites++
 		profTimerBy[profTimerWhy]++
-	}
-	if xenTimer {
-		// Xen system time: nanotime is it less xenSysOff.
-		xenpv.SetSingleshotTimer(0, ns+xenSysOff)
-		return
 	}
 	now := nanotime()
 	d := uint64(0)

@@ -55,32 +55,33 @@ func irq(c *percpu, f *TrapFrame, inThread bool) {
 	if !upcall || !xenUpcallNoEOI {
 		lapicEOIWrite()
 	}
-	device, timer := false, f.Vector == timerVector
+	device := false
 	if upcall {
-		// An upcall counts as a device event unless only the timer's
-		// port fired (with the LAPIC timer, always, as it did before
-		// Xen's timer came: even one whose ports an earlier scan took).
-		var dev bool
-		timer, dev = xenUpcall()
-		device = dev || !timer
+		xenUpcall()
+		device = true
 	} else if v := f.Vector; v >= irqVectorBase && v < irqVectorBase+irqVectors {
 		irqFired(v)
 		device = true
 	}
-	sliceOver := false
-	if timer {
-		timerFired()
-		if profiling && inThread {
-			profSample(uintptr(f.RIP), uintptr(f.RSP), uintptr(f.RBP))
+	if device {
+		// Wake-up preemption, as Linux gives I/O-bound tasks: a thread a
+		// device event woke runs now rather than when the interrupted
+		// thread's slice (timeSlice) ends.
+		if inThread && runqLen > 0 {
+			yield(c, f)
 		}
-		now := nanotime()
-		expireTimers(now)
-		sliceOver = now >= c.sliceEnd
+		return
 	}
-	// Wake-up preemption, as Linux gives I/O-bound tasks: a thread a device
-	// event woke runs now rather than when the interrupted thread's slice
-	// (timeSlice) ends.
-	if inThread && runqLen > 0 && (device || sliceOver) {
+	if f.Vector != timerVector {
+		return
+	}
+	timerFired()
+	if profiling && inThread {
+		profSample(uintptr(f.RIP), uintptr(f.RSP), uintptr(f.RBP))
+	}
+	now := nanotime()
+	expireTimers(now)
+	if inThread && runqLen > 0 && now >= c.sliceEnd {
 		yield(c, f)
 	}
 }

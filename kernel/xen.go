@@ -14,40 +14,7 @@ var (
 	// xenUpcallNoEOI: events are injected through CALLBACK_IRQ's vector,
 	// which bypasses the local APIC and must not be EOI'd.
 	xenUpcallNoEOI bool
-
-	// xenTimer: deadlines go to Xen's single-shot timer, which raises
-	// VIRQ_TIMER on xenTimerPort, instead of the LAPIC timer.
-	xenTimer     bool
-	xenTimerPort uint32
-	// Set by the upcall: the timer's port fired, another port fired.
-	xenTimerFired, xenDeviceFired bool
 )
-
-// xenTimerInit moves the kernel's timer to Xen's single-shot timer
-// (VCPUOP_set_singleshot_timer, VIRQ_TIMER), as Linux's PVH guests do
-// (unikgo.xentimer). Both cost an exit to set, but its interrupt is an
-// event, injected through the callback vector without an EOI, where the
-// LAPIC timer's interrupt needs an EOI: in the lab a timer interrupt took
-// 390 us instead of 512. Only with the callback vector: an upcall through
-// the LAPIC needs its EOI too. It is not the default: in the lab's network
-// benchmark (docs/perf.md, the timer A/B of 2026-12-07) a guest receiving
-// TCP with it fell into the slow mode in 9 of 10 boots, against 4 of 7 with
-// the LAPIC timer in the same runs and 0 of 3 with the kernel as it was;
-// the lab varies too much from boot to boot for more than that. Its
-// deadlines are exact, where the LAPIC's come xenTimerLatePct late.
-func xenTimerInit() {
-	if !onXen || !xenUpcallNoEOI {
-		return
-	}
-	port, err := xenpv.EvtchnBindVIRQ(xenpv.VIRQTimer, 0)
-	if err != nil {
-		kprint("unikgo: xen: cannot bind VIRQ_TIMER; the LAPIC timer stays\n")
-		return
-	}
-	xenpv.StopPeriodicTimer(0)
-	xenTimerPort, xenTimer = port, true
-	xenpv.Unmask(port)
-}
 
 func xenInit() {
 	xenpv.InitHypercalls(xenBase)
@@ -111,21 +78,7 @@ func xenShutdown(code int) {
 	xenpv.SchedShutdown(reason)
 }
 
-// xenUpcall handles the event-channel upcall vector and reports whether
-// the timer's port fired and whether another did.
-func xenUpcall() (timer, device bool) {
-	xenTimerFired, xenDeviceFired = false, false
-	xenpv.ScanEvents(xenPortFired)
-	return xenTimerFired, xenDeviceFired
-}
-
-func xenPortFired(port uint32) {
-	if xenTimer && port == xenTimerPort {
-		// Its pending bit is clear: unmasking takes no hypercall.
-		xenTimerFired = true
-		xenpv.Unmask(port)
-		return
-	}
-	xenDeviceFired = true
-	evtchnFired(port)
+// xenUpcall handles the event-channel upcall vector.
+func xenUpcall() {
+	xenpv.ScanEvents(evtchnFired)
 }

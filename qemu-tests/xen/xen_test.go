@@ -141,28 +141,6 @@ func TestStressPVH(t *testing.T) {
 	expect(t, out, reason, xenlab.Poweroff, "stress: 10000 goroutines ok", "stress: ok in", "unikgo: exit status 0\n")
 }
 
-// TestTimersPVH: on Xen the kernel's deadlines go to the LAPIC timer, whose
-// every interrupt is EOI'd, or with unikgo.xentimer to Xen's single-shot
-// timer, whose interrupt is an event needing no EOI. With either, the timer
-// preempts a spinning goroutine and wakes sleepers (the preempt program
-// checks both), and the profiler's counts show which ran.
-func TestTimersPVH(t *testing.T) {
-	img := image(t, "./qemu-tests/boot/testdata/preempt")
-	for _, c := range []struct {
-		name, opts string
-		want       *regexp.Regexp
-	}{
-		{"lapictimer", "unikgo.profile", regexp.MustCompile(`unikgo: profile: local APIC: [1-9]\d* timer writes, [1-9]\d* EOIs`)},
-		{"xentimer", "unikgo.profile unikgo.xentimer", regexp.MustCompile(`unikgo: profile: Xen single-shot timer: [1-9]\d* timer writes, 0 EOIs`)},
-	} {
-		out, reason := runGuest(t, c.name, img, c.opts+" preempt", 64, 5*time.Minute)
-		expect(t, out, reason, xenlab.Poweroff, "preempt: ok\n", "unikgo: exit status 0\n")
-		if !c.want.MatchString(out) {
-			t.Errorf("%s: console lacks %q:\n%s", c.name, c.want, out)
-		}
-	}
-}
-
 // TestXenstoreAndShutdownPVH covers the guest's xenstore client against
 // dom0's oxenstored (reads, a write dom0 sees, a watch fired by dom0, a
 // transaction retried on conflict) and `xl shutdown` reaching the program
