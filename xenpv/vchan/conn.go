@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Conn is one end of a vchan: a server (made by Listen) or a client (made by
@@ -40,6 +41,11 @@ type Conn struct {
 	withdraw        func() error // server: withdraw the xenstore entries once a client is there
 	withdrawOnce    sync.Once
 	withdrawErr     error
+
+	kickTimer [sleepers]*time.Timer
+	kickMu    sync.Mutex
+	kickCons  uint32 // the peer's consumer index when it last moved, as we saw it
+	kicks     uint   // events re-sent since then
 }
 
 var _ io.ReadWriteCloser = (*Conn)(nil)
@@ -76,6 +82,8 @@ func newConn(hdr *sharedHeader, server bool, left, right ringData, ev EventChann
 	c := &Conn{hdr: hdr, ev: ev, release: release, closing: make(chan struct{})}
 	for i := range c.wake {
 		c.wake[i] = make(chan struct{}, 1)
+		c.kickTimer[i] = time.NewTimer(time.Hour)
+		c.kickTimer[i].Stop()
 	}
 	leftIn := consumer{idx: &hdr.left, data: left, cons: hdr.left.cons.Load(), name: "left"}
 	rightIn := consumer{idx: &hdr.right, data: right, cons: hdr.right.cons.Load(), name: "right"}
@@ -156,9 +164,56 @@ func (c *Conn) notifyPeer(bit uint8) error {
 	return nil
 }
 
+// Re-sent events: while bytes we wrote sit unread, a sleeper notifies the
+// peer again after firstKick, then at doubling intervals up to
+// firstKick<<maxKickShift, until the peer's consumer index moves.
+const (
+	firstKick    = 100 * time.Millisecond
+	maxKickShift = 5 // 3.2 s
+)
+
+// kickDelay reports whether the peer has bytes of ours still to read and, if
+// so, how long to sleep before notifying it again.
+//
+// A peer can lose the event for our data: Xen's vchan-socket-proxy in
+// server mode takes one event for the client's arrival and then waits for
+// another before it reads, so data written right after Dial, whose event
+// coalesced with the arrival's, stays in the ring until the next event. The
+// protocol has no acknowledgement to time out on; the unread bytes are the
+// only sign, and an extra event is harmless to a correct peer.
+func (c *Conn) kickDelay() (time.Duration, bool) {
+	cons := c.out.idx.cons.Load()
+	if c.out.idx.prod.Load() == cons {
+		return 0, false
+	}
+	c.kickMu.Lock()
+	defer c.kickMu.Unlock()
+	if cons != c.kickCons {
+		c.kickCons, c.kicks = cons, 0
+	}
+	return firstKick << min(c.kicks, maxKickShift), true
+}
+
+// kick notifies the peer whether or not it asked. A failure is not
+// reported: the next requested notification meets it too, and reports it.
+func (c *Conn) kick() {
+	c.kickMu.Lock()
+	c.kicks++
+	c.kickMu.Unlock()
+	_ = c.ev.Notify()
+}
+
 // sleep waits for an event, a wake-up passed on by another sleeper, Close,
-// or done.
+// or done. While the peer leaves our bytes unread, it re-sends our event
+// now and then (see kickDelay).
 func (c *Conn) sleep(who sleeper, done <-chan struct{}) error {
+	var kick <-chan time.Time
+	if d, ok := c.kickDelay(); ok {
+		t := c.kickTimer[who]
+		t.Reset(d)
+		defer t.Stop()
+		kick = t.C
+	}
 	select {
 	case _, ok := <-c.ev.Events():
 		if !ok {
@@ -166,6 +221,8 @@ func (c *Conn) sleep(who sleeper, done <-chan struct{}) error {
 		}
 		c.broadcast()
 	case <-c.wake[who]:
+	case <-kick:
+		c.kick()
 	case <-c.closing:
 		return ErrClosed
 	case <-done:

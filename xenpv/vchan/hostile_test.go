@@ -142,8 +142,9 @@ func TestHostileClientWakesReader(t *testing.T) {
 
 // fakeServer publishes a hand-made shared page, as a misbehaving server
 // domain would. Ring pages for orders >= 12 are granted and listed; edit
-// then changes the page before it is published.
-func fakeServer(t *testing.T, hv *host.Hypervisor, left, right int, edit func(page []byte), refText string) {
+// then changes the page before it is published. It returns the page and
+// the server's end of the event channel.
+func fakeServer(t *testing.T, hv *host.Hypervisor, left, right int, edit func(page []byte), refText string) ([]byte, vchan.EventChannel) {
 	t.Helper()
 	p := hv.Platform(serverDom)
 	ev, err := p.Events.AllocUnbound(clientDom)
@@ -188,6 +189,7 @@ func fakeServer(t *testing.T, hv *host.Hypervisor, left, right int, edit func(pa
 	if err != nil {
 		t.Fatal(err)
 	}
+	return page, ev
 }
 
 // TestHostileServer feeds Dial shared pages a correct server never writes.

@@ -1,0 +1,82 @@
+package vchan_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/unikgo/unikgo/xenpv/vchan"
+	"github.com/unikgo/unikgo/xenpv/vchan/host"
+)
+
+// get32 loads a u32 from the shared page as a peer would.
+func get32(page []byte, off int) uint32 {
+	return (*atomic.Uint32)(unsafe.Pointer(&page[off])).Load()
+}
+
+// TestLostEventResent plays Xen's vchan-socket-proxy in server mode, which
+// takes one event for the client's arrival and then waits for another
+// before it reads. A request written right after Dial has its event
+// coalesce with the arrival's; the client, waiting for the answer with its
+// request unread, must send its event again, or both ends wait forever.
+func TestLostEventResent(t *testing.T) {
+	hv := host.New()
+	page, ev := fakeServer(t, hv, 10, 11, func([]byte) {}, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cli, err := vchan.Dial(ctx, hv.Platform(clientDom), serverDom, testPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	req := []byte("request")
+	if _, err := cli.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	<-ev.Events() // the arrival and the request's event, coalesced
+	if live := vchan.Live(page[vchan.OffsetCliLive]); live != vchan.LiveConnected {
+		t.Fatalf("client live byte %d after Dial, want %d", live, vchan.LiveConnected)
+	}
+
+	answer := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 64)
+		n, err := cli.Read(buf)
+		if err != nil {
+			answer <- "error: " + err.Error()
+			return
+		}
+		answer <- string(buf[:n])
+	}()
+	start := time.Now()
+	select {
+	case <-ev.Events():
+		t.Logf("event re-sent after %v", time.Since(start).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event from the client in 5 s with its request unread: it would wait for its answer forever")
+	}
+	prod := get32(page, vchan.OffsetLeftProd)
+	if got := string(page[vchan.SmallRingOffset : vchan.SmallRingOffset+prod]); got != string(req) {
+		t.Fatalf("left ring holds %q, want %q", got, req)
+	}
+	put32(page, vchan.OffsetLeftCons, prod)
+	copy(page[vchan.LargeRingOffset:], "answer")
+	put32(page, vchan.OffsetRightProd, uint32(len("answer")))
+	// The client asks for this event in srv_notify; it may not have asked
+	// yet, and then it finds the answer when it looks again.
+	if uint8(get32(page, vchan.OffsetCliLive)>>((vchan.OffsetSrvNotify-vchan.OffsetCliLive)*8))&vchan.NotifyWrite != 0 {
+		if err := ev.Notify(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case got := <-answer:
+		if got != "answer" {
+			t.Errorf("Read: %q, want %q", got, "answer")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read still blocked after the answer")
+	}
+}
