@@ -3,10 +3,15 @@
 // runtime.GC (which must stop the world) and a sleeping main goroutine
 // (GOMAXPROCS set to 1) only make progress if the kernel delivers SIGURG and
 // the runtime's signal handler preempts the loop.
+//
+// An optional argument, a duration, keeps the program running that much
+// longer with the loop spinning, so that a profile (TestProfile) is mostly
+// the loop however long the start took.
 package main
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"time"
 )
@@ -29,6 +34,15 @@ func spin() {
 }
 
 func main() {
+	var hold time.Duration
+	if len(os.Args) > 1 {
+		d, err := time.ParseDuration(os.Args[1])
+		if err != nil {
+			fmt.Println("preempt: FAIL: argument:", err)
+			os.Exit(2)
+		}
+		hold = d
+	}
 	runtime.GOMAXPROCS(1)
 	started := make(chan bool)
 	go func() {
@@ -42,5 +56,6 @@ func main() {
 		time.Sleep(time.Millisecond)
 		fmt.Println("preempt: GC and 1ms sleep beside a spinning goroutine took", time.Since(t0).Round(time.Millisecond))
 	}
+	time.Sleep(hold)
 	fmt.Println("preempt: ok")
 }
