@@ -144,7 +144,7 @@ func readiness(fd int32) uint32 {
 		}
 		return epollOut
 	case fdServed:
-		return servedObjs[d.obj].events
+		return servedEvents(&servedObjs[d.obj])
 	case fdIRQ:
 		if irqLines[d.obj].count > 0 {
 			return epollIn

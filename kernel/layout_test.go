@@ -5,6 +5,7 @@ import (
 	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/unikgo/unikgo/kernel/serve"
 	"golang.org/x/sys/unix"
 )
 
@@ -102,5 +103,16 @@ func TestVMAs(t *testing.T) {
 	}
 	if rangeFree(g+0x4000, g+0x6000) || !rangeFree(g+0x5000, g+0x8000) {
 		t.Error("rangeFree wrong")
+	}
+}
+
+// TestRxRingLayout: the kernel's offsets in a receive ring are those of
+// kernel/serve's RxRing.
+func TestRxRingLayout(t *testing.T) {
+	var r serve.RxRing
+	got := []uintptr{unsafe.Offsetof(r.Prod), unsafe.Offsetof(r.Cons), unsafe.Offsetof(r.Want), unsafe.Offsetof(r.Data), serve.RxRingSize, unsafe.Sizeof(r)}
+	want := []uintptr{rxProd, rxCons, rxWant, rxData, rxSize, rxRingLen}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("RxRing offsets (-kernel +serve):\n%s", diff)
 	}
 }

@@ -1,6 +1,10 @@
 package kernel
 
-import "golang.org/x/sys/unix"
+import (
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
 
 // Served files: file descriptors whose system calls are answered by Go code
 // in the same program. The kernel cannot run a disk driver or a network
@@ -36,9 +40,11 @@ const (
 	ioctlFIONBIO = 0x5421 // answered by the kernel: O_NONBLOCK is the descriptor's
 
 	serveNonblock  = 1 // request flag: the descriptor is O_NONBLOCK
+	serveRxSpace   = 2 // request flag: an orphan read, the program took from a ring whose server wants space
 	serveReplyDone = 0 // reply kinds
 	serveReplyPoll = 1 // readiness of an object: id = object, val = events
 	serveReplyName = 2 // addresses of a socket: id = object, val = *sockNames
+	serveReplyRx   = 3 // receive ring of a stream socket: id = object, val = *serve.RxRing or 0
 	// With serveReplyPoll, above the events: they are exact for data
 	// transfer (netstack/socket's Socket.EventsExact), so a non-blocking
 	// read or write they say would block is answered EAGAIN here.
@@ -50,7 +56,16 @@ const (
 	maxSockName  = 32
 	sockNamesLen = 8 + 2*maxSockName // struct{sockLen, peerLen u32; sock, peer [32]byte}
 
-	entryCreate = -2 // serveEntry.thread of a socket creation no thread waits for
+	entryCreate  = -2 // serveEntry.thread of a socket creation no thread waits for
+	entryRxSpace = -3 // serveEntry.thread of an RxSpace report
+
+	// A serve.RxRing: the server's bytes for read(2) of a stream socket.
+	rxProd    = 0  // u32, written by the server
+	rxCons    = 4  // u32, advanced by compare-and-swap by every consumer
+	rxWant    = 8  // u32, 1 while the server waits for space
+	rxData    = 16 // [rxSize]byte
+	rxSize    = 32 << 10
+	rxRingLen = rxData + rxSize
 )
 
 const (
@@ -82,6 +97,9 @@ type servedObj struct {
 	domain, typ, proto int32
 	sockLen, peerLen   uint8
 	sock, peer         [maxSockName]byte
+
+	rx       uintptr // the socket's serve.RxRing, or 0
+	rxQueued bool    // an RxSpace report is queued
 }
 
 type serveEntry struct {
@@ -275,6 +293,17 @@ func serveRead(c *percpu, f *TrapFrame, d *fdesc, buf, n uintptr) {
 			out += serveReqSize
 			continue
 		}
+		if e.thread == entryRxSpace {
+			servedObjs[e.obj].rxQueued = false
+			// Acknowledged with this id, which names no object.
+			*(*uint64)(ptr(p)) = serveOrphan | 1<<61 | uint64(e.obj)
+			*(*uint64)(ptr(p + 8)) = unix.SYS_READ
+			*(*int32)(ptr(p + 16)) = e.obj
+			*(*int32)(ptr(p + 20)) = -1
+			*(*uint32)(ptr(p + 24)) = serveRxSpace
+			out += serveReqSize
+			continue
+		}
 		if e.thread < 0 {
 			*(*uint64)(ptr(p)) = serveOrphan | uint64(e.obj)
 			*(*uint64)(ptr(p + 8)) = unix.SYS_CLOSE
@@ -336,6 +365,15 @@ func serveWrite(f *TrapFrame, d *fdesc, buf, n uintptr) {
 				// Go 1.26 compiler (disjointTypes).
 				o.sock = *(*[maxSockName]byte)(ptr(q + 8))
 				o.peer = *(*[maxSockName]byte)(ptr(q + 8 + maxSockName))
+			}
+		case serveReplyRx:
+			if id < maxServed && servedObjs[id].kind == soSocket && int32(servedObjs[id].server) == d.obj {
+				if val != 0 && (val%8 != 0 || !userOK(uintptr(val), rxRingLen, true)) {
+					f.RAX = errno(_EFAULT)
+					return
+				}
+				servedObjs[id].rx = uintptr(val)
+				notifyServed(int32(id))
 			}
 		case serveReplyDone:
 			if id&serveOrphan != 0 {
@@ -446,6 +484,7 @@ func serverClose(d *fdesc) {
 			*o = servedObj{}
 		} else {
 			o.server = -1 // still referenced by a descriptor: EIO
+			o.rx = 0      // the server's memory
 		}
 	}
 	s.used, s.fd, s.head, s.n = false, -1, 0, 0
@@ -491,9 +530,18 @@ func servedCall(c *percpu, f *TrapFrame) bool {
 		f.RAX = sockName(o, f.RAX == unix.SYS_GETPEERNAME, uintptr(f.RSI), uintptr(f.RDX))
 		return true
 	}
+	if f.RAX == unix.SYS_READ && o.kind == soSocket && o.rx != 0 && f.RDX > 0 {
+		if k, ok := rxTake(d.obj, uintptr(f.RSI), uintptr(f.RDX)); !ok {
+			f.RAX = errno(_EFAULT)
+			return true
+		} else if k > 0 {
+			f.RAX = uint64(k)
+			return true
+		}
+	}
 	// Go's netpoller reads until EAGAIN: the last read of every burst
 	// would be a round trip to the server for nothing.
-	if d.nonblk && o.kind == soSocket && o.exact && wouldBlock(f.RAX, f.R10, f.RDX, o.events) {
+	if d.nonblk && o.kind == soSocket && o.exact && wouldBlock(f.RAX, f.R10, f.RDX, servedEvents(o)) {
 		f.RAX = errno(_EAGAIN)
 		return true
 	}
@@ -503,6 +551,54 @@ func servedCall(c *percpu, f *TrapFrame) bool {
 	}
 	forward(c, f, d.obj, newKind, d.nonblk)
 	return true
+}
+
+// rxTake copies up to n bytes from socket object obj's receive ring to the
+// program's buf and returns how many it copied; false if buf could not
+// take them (EFAULT). If the server waited for space, it is told. Another
+// consumer can only be the server (recv with flags, readv...), on another
+// thread: the copy is redone if it moved the ring on meanwhile.
+func rxTake(obj int32, buf, n uintptr) (uintptr, bool) {
+	rx := servedObjs[obj].rx
+	prod, cons := (*uint32)(ptr(rx+rxProd)), (*uint32)(ptr(rx+rxCons))
+	for {
+		c := atomic.LoadUint32(cons)
+		avail := atomic.LoadUint32(prod) - c
+		if avail == 0 || avail > rxSize {
+			return 0, true
+		}
+		k := min(n, uintptr(avail))
+		if !userOK(buf, k, true) {
+			return 0, false
+		}
+		at := uintptr(c % rxSize)
+		first := min(k, rxSize-at)
+		copy(userBytes(buf, first), userBytes(rx+rxData+at, first))
+		copy(userBytes(buf+first, k-first), userBytes(rx+rxData, k-first))
+		if atomic.CompareAndSwapUint32(cons, c, c+uint32(k)) {
+			if atomic.SwapUint32((*uint32)(ptr(rx+rxWant)), 0) == 1 && !servedObjs[obj].rxQueued {
+				servedObjs[obj].rxQueued = enqueue(obj, entryRxSpace)
+			}
+			return k, true
+		}
+	}
+}
+
+// rxReady reports whether socket object o's receive ring holds bytes.
+func rxReady(o *servedObj) bool {
+	if o.rx == 0 {
+		return false
+	}
+	return atomic.LoadUint32((*uint32)(ptr(o.rx+rxProd))) != atomic.LoadUint32((*uint32)(ptr(o.rx+rxCons)))
+}
+
+// servedEvents is a served object's epoll readiness: what its server last
+// reported, and EPOLLIN while its receive ring holds bytes.
+func servedEvents(o *servedObj) uint32 {
+	if rxReady(o) {
+		return o.events | epollIn
+	}
+	return o.events
 }
 
 // wouldBlock reports whether non-blocking system call sysno (with r10 and

@@ -19,7 +19,11 @@
 // itself (EAGAIN) without forwarding. Kind 2 reports socket object id's
 // addresses: val points to {sockLen, peerLen u32; sock, peer [32]byte},
 // read during the write; the kernel answers getsockname and getpeername
-// from them.
+// from them. Kind 3 attaches a receive ring to stream socket object id:
+// val points to an RxRing (rxring.go describes it), or is 0 to detach.
+// Request flags: bit 0 is O_NONBLOCK; bit 1 marks an orphan SYS_READ
+// that says the program took bytes from a ring whose server waited for
+// space.
 //
 // socket(2), getsockname(2) and getpeername(2) never wait for the server:
 // Go's syscall package makes them with RawSyscall, which keeps the
@@ -53,11 +57,13 @@ const (
 	ioctlSockets = 0x00004c01
 
 	flagNonblock = 1
+	flagRxSpace  = 2
 	orphan       = 1 << 63
 
 	replyDone = 0
 	replyPoll = 1
 	replyName = 2
+	replyRx   = 3
 
 	readyExact = 1 << 32
 
@@ -82,11 +88,15 @@ type Request struct {
 	// Nonblock reports whether the descriptor is O_NONBLOCK.
 	Nonblock bool
 	Args     [6]uintptr
+	// RxSpace says that the program took bytes from object Obj's RxRing
+	// while its server waited for space; Sysno is SYS_READ, and the
+	// request is an orphan.
+	RxSpace bool
 }
 
 // Orphan reports whether no thread waits for r: a close queued when the
-// program closed a descriptor, or the creation of a socket whose
-// descriptor the program already has (Sysno SYS_SOCKET, binding New). It
+// program closed a descriptor, the creation of a socket whose descriptor
+// the program already has (Sysno SYS_SOCKET, binding New), or RxSpace. It
 // must still be answered, with any value: the kernel reuses a closed
 // object only then.
 func (r *Request) Orphan() bool { return r.ID&orphan != 0 }
@@ -185,6 +195,7 @@ func (s *Server) Next(reqs []Request) ([]Request, error) {
 			Obj:      Obj(int32(le.Uint32(p[16:]))),
 			New:      Obj(int32(le.Uint32(p[20:]))),
 			Nonblock: le.Uint32(p[24:])&flagNonblock != 0,
+			RxSpace:  le.Uint32(p[24:])&flagRxSpace != 0,
 		}
 		for i := range r.Args {
 			r.Args[i] = uintptr(le.Uint64(p[32+8*i:]))

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -33,11 +34,13 @@ const (
 	sIFSOCK = 0o140000
 )
 
-// Readier takes a socket object's epoll readiness and addresses (which
-// the kernel answers getsockname and getpeername with): *serve.Server.
+// Readier takes a socket object's epoll readiness, its addresses (which
+// the kernel answers getsockname and getpeername with) and its receive
+// ring (which the kernel answers read with): *serve.Server.
 type Readier interface {
 	Ready(o serve.Obj, events uint32, exact bool) error
 	Names(o serve.Obj, sock, peer []byte) error
+	Attach(o serve.Obj, r *serve.RxRing) error
 }
 
 // Server maps the kernel's socket objects to sockets.
@@ -53,8 +56,14 @@ type Server struct {
 
 // sock is one socket object and the readiness last reported for it.
 type sock struct {
-	s   *socket.Socket
-	obj serve.Obj
+	s      *socket.Socket
+	obj    serve.Obj
+	rd     Readier
+	stream bool // TCP: gets a receive ring once it has bytes (rx.go)
+
+	rxMu   sync.Mutex                   // orders the ring's filling with the receive calls
+	rx     atomic.Pointer[serve.RxRing] // set once, under rxMu
+	noRing bool                         // +checklocks:rxMu; the kernel refused the ring
 
 	mu         sync.Mutex
 	reported   uint32 // +checklocks:mu
@@ -130,6 +139,10 @@ func (srv *Server) Handle(r *serve.Request) (val int64) {
 		}
 		return -int64(unix.EBADF)
 	}
+	if r.RxSpace {
+		k.refill()
+		return 0
+	}
 	if r.Sysno == unix.SYS_CLOSE {
 		srv.mu.Lock()
 		delete(srv.socks, r.Obj)
@@ -165,11 +178,14 @@ func (srv *Server) socket(r *serve.Request) int64 {
 
 // add binds object o to s and reports its readiness and addresses.
 func (srv *Server) add(o serve.Obj, s *socket.Socket) {
-	k := &sock{s: s, obj: o, reported: ^uint32(0)}
+	k := &sock{s: s, obj: o, rd: srv.rd, stream: ringable(s), reported: ^uint32(0)}
 	srv.mu.Lock()
 	srv.socks[o] = k
 	srv.mu.Unlock()
-	s.SetNotify(func() { k.report(srv.rd, false) })
+	s.SetNotify(func() {
+		k.refill()
+		k.report(srv.rd, false)
+	})
 	k.report(srv.rd, true)
 }
 
@@ -222,7 +238,8 @@ func (srv *Server) call(k *sock, r *serve.Request) int64 {
 	s, a, ctx := k.s, r.Args, srv.ctx
 	switch r.Sysno {
 	case unix.SYS_READ:
-		return errRet(s.Read(ctx, serve.Bytes(a[1], a[2])))
+		n, _, _, e := k.recv(ctx, [][]byte{serve.Bytes(a[1], a[2])}, 0)
+		return errRet(n, e)
 	case unix.SYS_WRITE:
 		return errRet(s.Write(ctx, serve.Bytes(a[1], a[2])))
 	case unix.SYS_READV:
@@ -230,7 +247,7 @@ func (srv *Server) call(k *sock, r *serve.Request) int64 {
 		if e != 0 {
 			return -int64(e)
 		}
-		n, _, _, e := s.RecvMsg(ctx, iov, 0)
+		n, _, _, e := k.recv(ctx, iov, 0)
 		return errRet(n, e)
 	case unix.SYS_WRITEV:
 		iov, e := serve.Iovecs(a[1], a[2])
@@ -248,7 +265,7 @@ func (srv *Server) call(k *sock, r *serve.Request) int64 {
 	case unix.SYS_FSTAT:
 		return fstat(a[1])
 	case unix.SYS_IOCTL:
-		return ioctl(s, a[1], a[2])
+		return ioctl(k, a[1], a[2])
 	case unix.SYS_BIND:
 		sa, e := sockaddrIn(a[1], a[2])
 		if e != 0 {
@@ -300,7 +317,7 @@ func (srv *Server) call(k *sock, r *serve.Request) int64 {
 				return -int64(e)
 			}
 		}
-		n, from, _, e := s.RecvMsg(ctx, [][]byte{serve.Bytes(a[1], a[2])}, int(int32(a[3])))
+		n, from, _, e := k.recv(ctx, [][]byte{serve.Bytes(a[1], a[2])}, int(int32(a[3])))
 		if e != 0 {
 			return -int64(e)
 		}
@@ -311,13 +328,13 @@ func (srv *Server) call(k *sock, r *serve.Request) int64 {
 		}
 		return int64(n)
 	case unix.SYS_SENDMSG:
-		return errRet(sendmsg(ctx, s, a[1], int(int32(a[2]))))
+		return errRet(sendmsg(ctx, k, a[1], int(int32(a[2]))))
 	case unix.SYS_RECVMSG:
-		return errRet(recvmsg(ctx, s, a[1], int(int32(a[2]))))
+		return errRet(recvmsg(ctx, k, a[1], int(int32(a[2]))))
 	case unix.SYS_SENDMMSG:
-		return mmsg(ctx, s, a[1], a[2], int(int32(a[3])), sendmsg)
+		return mmsg(ctx, k, a[1], a[2], int(int32(a[3])), sendmsg)
 	case unix.SYS_RECVMMSG:
-		return recvmmsg(ctx, s, a[1], a[2], int(int32(a[3])), a[4])
+		return recvmmsg(ctx, k, a[1], a[2], int(int32(a[3])), a[4])
 	case unix.SYS_SHUTDOWN:
 		return errRet(0, s.Shutdown(int(int32(a[1]))))
 	case unix.SYS_GETSOCKNAME, unix.SYS_GETPEERNAME:
@@ -426,7 +443,7 @@ func msg(p uintptr) (*unix.Msghdr, [][]byte, unix.Errno) {
 // addrOf is the program address a pointer field of its structures holds.
 func addrOf[T any](p *T) uintptr { return uintptr(unsafe.Pointer(p)) }
 
-func sendmsg(ctx context.Context, s *socket.Socket, p uintptr, flags int) (int, unix.Errno) {
+func sendmsg(ctx context.Context, k *sock, p uintptr, flags int) (int, unix.Errno) {
 	m, iov, e := msg(p)
 	if e != 0 {
 		return 0, e
@@ -439,10 +456,10 @@ func sendmsg(ctx context.Context, s *socket.Socket, p uintptr, flags int) (int, 
 	}
 	// Control messages (SCM_RIGHTS, IP_PKTINFO...) have no meaning here;
 	// Linux ignores what a protocol does not use too.
-	return s.SendMsg(ctx, iov, to, flags)
+	return k.s.SendMsg(ctx, iov, to, flags)
 }
 
-func recvmsg(ctx context.Context, s *socket.Socket, p uintptr, flags int) (int, unix.Errno) {
+func recvmsg(ctx context.Context, k *sock, p uintptr, flags int) (int, unix.Errno) {
 	m, iov, e := msg(p)
 	if e != 0 {
 		return 0, e
@@ -450,7 +467,7 @@ func recvmsg(ctx context.Context, s *socket.Socket, p uintptr, flags int) (int, 
 	if int32(m.Namelen) < 0 {
 		return 0, unix.EINVAL
 	}
-	n, from, mflags, e := s.RecvMsg(ctx, iov, flags)
+	n, from, mflags, e := k.recv(ctx, iov, flags)
 	if e != 0 {
 		return 0, e
 	}
@@ -468,8 +485,8 @@ func recvmsg(ctx context.Context, s *socket.Socket, p uintptr, flags int) (int, 
 // mmsg is sendmmsg: op on each struct mmsghdr in turn, storing msg_len,
 // until one fails or would block. As on Linux, an error after at least
 // one message is not reported.
-func mmsg(ctx context.Context, s *socket.Socket, p, cnt uintptr, flags int, op func(context.Context, *socket.Socket, uintptr, int) (int, unix.Errno)) int64 {
-	return mmsgUntil(ctx, s, p, cnt, func(int64) int { return flags }, op, nil)
+func mmsg(ctx context.Context, k *sock, p, cnt uintptr, flags int, op func(context.Context, *sock, uintptr, int) (int, unix.Errno)) int64 {
+	return mmsgUntil(ctx, k, p, cnt, func(int64) int { return flags }, op, nil)
 }
 
 // recvmmsg is recvmmsg(2) as Linux does it: MSG_WAITFORONE makes every
@@ -477,7 +494,7 @@ func mmsg(ctx context.Context, s *socket.Socket, p, cnt uintptr, flags int, op f
 // timespec, or 0) is checked after each message, not while one is awaited
 // (a documented Linux bug kept for compatibility); the time left is
 // written back to it.
-func recvmmsg(ctx context.Context, s *socket.Socket, p, cnt uintptr, flags int, tp uintptr) int64 {
+func recvmmsg(ctx context.Context, k *sock, p, cnt uintptr, flags int, tp uintptr) int64 {
 	var deadline time.Time
 	var ts *unix.Timespec
 	if tp != 0 {
@@ -498,7 +515,7 @@ func recvmmsg(ctx context.Context, s *socket.Socket, p, cnt uintptr, flags int, 
 	if ts != nil {
 		expired = func() bool { return !time.Now().Before(deadline) }
 	}
-	v := mmsgUntil(ctx, s, p, cnt, fl, recvmsg, expired)
+	v := mmsgUntil(ctx, k, p, cnt, fl, recvmsg, expired)
 	if ts != nil {
 		*ts = unix.NsecToTimespec(max(time.Until(deadline), 0).Nanoseconds())
 	}
@@ -508,14 +525,14 @@ func recvmmsg(ctx context.Context, s *socket.Socket, p, cnt uintptr, flags int, 
 // mmsgUntil runs op on up to cnt struct mmsghdr at p with the flags fl
 // gives for the number done so far, stopping early once stop (if not nil)
 // reports true after a message.
-func mmsgUntil(ctx context.Context, s *socket.Socket, p, cnt uintptr, fl func(int64) int, op func(context.Context, *socket.Socket, uintptr, int) (int, unix.Errno), stop func() bool) int64 {
+func mmsgUntil(ctx context.Context, k *sock, p, cnt uintptr, fl func(int64) int, op func(context.Context, *sock, uintptr, int) (int, unix.Errno), stop func() bool) int64 {
 	if cnt > serve.MaxIOV {
 		cnt = serve.MaxIOV
 	}
 	done := int64(0)
 	for i := uintptr(0); i < cnt; i++ {
 		h := p + i*unsafe.Sizeof(unix.Mmsghdr{})
-		n, e := op(ctx, s, h, fl(done))
+		n, e := op(ctx, k, h, fl(done))
 		if e != 0 {
 			if done > 0 {
 				return done
@@ -533,15 +550,15 @@ func mmsgUntil(ctx context.Context, s *socket.Socket, p, cnt uintptr, fl func(in
 
 // ioctl answers the socket ioctls the Go runtime and common programs use.
 // FIONBIO never comes here: the kernel keeps O_NONBLOCK.
-func ioctl(s *socket.Socket, req, arg uintptr) int64 {
+func ioctl(k *sock, req, arg uintptr) int64 {
 	switch req {
 	case ioctlFIONREAD, ioctlTIOCOUTQ:
 		if arg == 0 {
 			return -int64(unix.EFAULT)
 		}
-		get := s.InQueue
+		get := k.inQueue
 		if req == ioctlTIOCOUTQ {
-			get = s.OutQueue
+			get = k.s.OutQueue
 		}
 		n, e := get()
 		if e != 0 {

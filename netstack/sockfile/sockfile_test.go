@@ -25,7 +25,22 @@ type readiness struct {
 	ev    map[serve.Obj]uint32
 	exact map[serve.Obj]bool
 	names map[serve.Obj][2][]byte
+	rings map[serve.Obj]*serve.RxRing
 	chg   chan struct{}
+}
+
+func (r *readiness) Attach(o serve.Obj, ring *serve.RxRing) error {
+	r.mu.Lock()
+	r.rings[o] = ring
+	r.mu.Unlock()
+	return nil
+}
+
+// ring returns the receive ring attached to o, or nil.
+func (r *readiness) ring(o serve.Obj) *serve.RxRing {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rings[o]
 }
 
 func (r *readiness) Names(o serve.Obj, sock, peer []byte) error {
@@ -61,9 +76,14 @@ func (r *readiness) isExact(o serve.Obj) bool {
 	return r.exact[o]
 }
 
+// get returns o's readiness as the kernel's epoll sees it: what the
+// server reported, and EPOLLIN while o's receive ring holds bytes.
 func (r *readiness) get(o serve.Obj) uint32 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if ring := r.rings[o]; ring != nil && ring.Len() > 0 {
+		return r.ev[o] | unix.EPOLLIN
+	}
 	return r.ev[o]
 }
 
@@ -116,7 +136,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(st.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	rd := &readiness{ev: make(map[serve.Obj]uint32), exact: make(map[serve.Obj]bool), names: make(map[serve.Obj][2][]byte), chg: make(chan struct{}, 1)}
+	rd := &readiness{ev: make(map[serve.Obj]uint32), exact: make(map[serve.Obj]bool), names: make(map[serve.Obj][2][]byte), rings: make(map[serve.Obj]*serve.RxRing), chg: make(chan struct{}, 1)}
 	return &fixture{t: t, srv: New(ctx, socket.New(st), rd), rd: rd}
 }
 
