@@ -30,6 +30,11 @@
 #define ST_VECTOR 0
 #define ST_RFLAGS 32
 
+// Vectors (time.go's spuriousVector, xen.go's xenUpcallVector); checked by
+// TestStrayVectors.
+#define SPURIOUS_VECTOR $0xff
+#define XEN_UPCALL_VECTOR $0xf3
+
 // func trapCommon()
 // SP points at the stub's vector, the error code and the CPU's frame; for
 // a trap taken through the IDT they are on an IST stack.
@@ -163,9 +168,9 @@ TEXT ·strayInterrupt(SB),NOSPLIT|NOFRAME,$0
 	PUSHQ	DX
 	INCQ	·strayCount(SB)
 	MOVQ	24(SP), AX // the vector
-	CMPQ	AX, $0xff
+	CMPQ	AX, SPURIOUS_VECTOR
 	JEQ	strayDone // spurious: nothing to acknowledge
-	CMPQ	AX, $0xf3
+	CMPQ	AX, XEN_UPCALL_VECTOR
 	JNE	strayIPI
 	CMPB	·xenUpcallNoEOI(SB), $0
 	JEQ	strayIPI
