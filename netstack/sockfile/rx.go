@@ -2,6 +2,7 @@ package sockfile
 
 import (
 	"context"
+	"runtime"
 
 	"github.com/unikgo/unikgo/kernel/serve"
 	"github.com/unikgo/unikgo/netstack/socket"
@@ -109,27 +110,33 @@ func (k *sock) fillLocked() {
 // of a read's answer when the ring holds any, and for MSG_WAITALL and
 // MSG_PEEK the ring's bytes followed by the socket's.
 //
-// A non-blocking call that finds another receive call under way (a
-// blocking one, waiting in the socket for bytes) answers EAGAIN rather
+// A non-blocking call that finds a blocking receive call under way
+// (waiting in the socket for bytes, with rxMu held) answers EAGAIN rather
 // than wait for it: it may run on the serving goroutine, which answers
-// every other socket's calls too. The bytes would go to that other call
-// anyway.
+// every other socket's calls too, and the bytes would go to that other
+// call anyway. A fill, which holds rxMu only briefly, it waits for: an
+// EAGAIN then, with bytes in the ring, would leave the program waiting
+// for an edge that a fill moving nothing never sends.
 func (k *sock) recv(ctx context.Context, iov [][]byte, flags int) (int, []byte, int, unix.Errno) {
 	if !k.stream {
 		return k.s.RecvMsg(ctx, iov, flags)
 	}
-	if k.s.Nonblock() || flags&unix.MSG_DONTWAIT != 0 {
-		if !k.rxMu.TryLock() {
-			return 0, nil, 0, unix.EAGAIN
-		}
-	} else {
+	blocking := !k.s.Nonblock() && flags&unix.MSG_DONTWAIT == 0
+	if blocking {
 		k.rxMu.Lock()
+	} else {
+		for !k.rxMu.TryLock() {
+			if k.rxBlocked.Load() {
+				return 0, nil, 0, unix.EAGAIN
+			}
+			runtime.Gosched()
+		}
 	}
 	defer k.rxMu.Unlock()
 	defer k.fillLocked()
 	rx := k.rx.Load()
 	if rx == nil || flags&(unix.MSG_OOB|unix.MSG_ERRQUEUE) != 0 {
-		return k.s.RecvMsg(ctx, iov, flags)
+		return k.sockRecv(ctx, iov, flags, blocking)
 	}
 	total := iovLen(iov)
 	dst := iov
@@ -139,7 +146,7 @@ func (k *sock) recv(ctx context.Context, iov [][]byte, flags int) (int, []byte, 
 	}
 	n, _ := rx.Take(dst, flags&unix.MSG_PEEK != 0)
 	if n == 0 {
-		return k.s.RecvMsg(ctx, iov, flags)
+		return k.sockRecv(ctx, iov, flags, blocking)
 	}
 	if n == total || flags&(unix.MSG_WAITALL|unix.MSG_PEEK) == 0 {
 		return n, nil, 0, 0
@@ -147,11 +154,23 @@ func (k *sock) recv(ctx context.Context, iov [][]byte, flags int) (int, []byte, 
 	if flags&unix.MSG_PEEK != 0 {
 		flags |= unix.MSG_DONTWAIT // the ring's bytes are an answer already
 	}
-	m, _, _, e := k.s.RecvMsg(ctx, skip(iov, n), flags)
+	m, _, _, e := k.sockRecv(ctx, skip(iov, n), flags, blocking)
 	if e != 0 {
 		return n, nil, 0, 0 // the error waits for the next call
 	}
 	return n + m, nil, 0, 0
+}
+
+// sockRecv is RecvMsg on k's socket itself, marking rxBlocked while a
+// blocking call may wait there.
+//
+// +checklocks:k.rxMu
+func (k *sock) sockRecv(ctx context.Context, iov [][]byte, flags int, blocking bool) (int, []byte, int, unix.Errno) {
+	if blocking {
+		k.rxBlocked.Store(true)
+		defer k.rxBlocked.Store(false)
+	}
+	return k.s.RecvMsg(ctx, iov, flags)
 }
 
 // inQueue is FIONREAD: the bytes the ring and the socket hold. A fill

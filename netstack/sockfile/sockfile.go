@@ -64,6 +64,8 @@ type sock struct {
 	rxMu   sync.Mutex                   // orders the ring's filling with the receive calls
 	rx     atomic.Pointer[serve.RxRing] // set once, under rxMu
 	noRing bool                         // +checklocks:rxMu; the kernel refused the ring
+	// rxBlocked: a blocking receive call holds rxMu (it may wait long).
+	rxBlocked atomic.Bool
 
 	mu         sync.Mutex
 	reported   uint32 // +checklocks:mu
