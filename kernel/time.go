@@ -127,6 +127,24 @@ const (
 	calibrationSlop  = 200
 )
 
+// bestWindow runs measure, which times one calibration window and returns
+// the rate it gives, how uncertain the window's ends are and its length
+// (both in TSC ticks), until a window's ends are known well enough, and
+// returns the rate of the best one.
+func bestWindow(measure func() (rate, slop, length uint64)) uint64 {
+	best, rate := ^uint64(0), uint64(0)
+	for range calibrationTries {
+		r, slop, length := measure()
+		if slop < best {
+			best, rate = slop, r
+		}
+		if slop < length/calibrationSlop {
+			break
+		}
+	}
+	return rate
+}
+
 func calibrateTSC(xenBase uint32) {
 	if xenBase != 0 {
 		// Xen leaf base+3, sub-leaf 0: ECX = guest TSC frequency in kHz.
@@ -136,16 +154,10 @@ func calibrateTSC(xenBase uint32) {
 	}
 	if tscHz == 0 {
 		pitTicks(pitWarmCount)
-		best := ^uint64(0)
-		for range calibrationTries {
+		tscHz = bestWindow(func() (uint64, uint64, uint64) {
 			n, slop := pitTicks(1193182 / pitWindowHz)
-			if slop < best {
-				best, tscHz = slop, n*pitWindowHz
-			}
-			if slop < n/calibrationSlop {
-				break
-			}
-		}
+			return n * pitWindowHz, slop, n
+		})
 	}
 	if tscHz == 0 {
 		tscHz = 1e9
@@ -244,20 +256,14 @@ func lapicInit(useX2 bool) {
 		// vCPU was descheduled there: 0.5-0.9 GHz was measured for
 		// QEMU's 62.5 MHz, so every timer came ten times late.
 		lapicSample()
-		best := ^uint64(0)
-		for range calibrationTries {
+		apicHz = bestWindow(func() (uint64, uint64, uint64) {
 			c0, t0, w0 := lapicSample()
 			for x86.RDTSC()-t0 < tscHz/apicWindowHz {
 				x86.Pause()
 			}
 			c1, t1, w1 := lapicSample()
-			if w0+w1 < best {
-				best, apicHz = w0+w1, uint64(c0-c1)*tscHz/max(t1-t0, 1)
-			}
-			if w0+w1 < (t1-t0)/calibrationSlop {
-				break
-			}
-		}
+			return uint64(c0-c1) * tscHz / max(t1-t0, 1), w0 + w1, t1 - t0
+		})
 	}
 	lapicW(lapicTICR, 0)
 	if apicHz == 0 {

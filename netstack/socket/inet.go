@@ -327,7 +327,7 @@ func (is *inetSock) recvStream(ctx context.Context, iov [][]byte, flags int, non
 	peek := flags&unix.MSG_PEEK != 0
 	trunc := flags&unix.MSG_TRUNC != 0
 	waitAll := flags&unix.MSG_WAITALL != 0 && !peek
-	total := iovLen(iov)
+	total := IOVLen(iov)
 	if is.tcpState() == tcp.StateListen {
 		return 0, unix.ENOTCONN
 	}
@@ -392,7 +392,7 @@ func (is *inetSock) recvStream(ctx context.Context, iov [][]byte, flags int, non
 
 func (is *inetSock) recvDgram(ctx context.Context, iov [][]byte, flags int, nonblock bool) (int, []byte, int, unix.Errno) {
 	peek := flags&unix.MSG_PEEK != 0
-	total := iovLen(iov)
+	total := IOVLen(iov)
 	var (
 		n, mflags int
 		from      []byte

@@ -153,7 +153,7 @@ func (nl *netlinkSock) send(iov [][]byte, to []byte) (int, unix.Errno) {
 	nl.autobindLocked()
 	port, sndbuf := nl.port, nl.sndbuf
 	nl.mu.Unlock()
-	n := iovLen(iov)
+	n := IOVLen(iov)
 	if n > sndbuf-32 {
 		return 0, unix.EMSGSIZE
 	}

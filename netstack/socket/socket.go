@@ -314,8 +314,8 @@ func (s *Socket) Close(ctx context.Context) unix.Errno {
 	return 0
 }
 
-// iovLen is the total length of an I/O vector.
-func iovLen(iov [][]byte) int {
+// IOVLen is the total length of an I/O vector.
+func IOVLen(iov [][]byte) int {
 	n := 0
 	for _, b := range iov {
 		n += len(b)
@@ -354,7 +354,7 @@ type iovReader struct {
 	n   int // bytes left
 }
 
-func newIOVReader(iov [][]byte) *iovReader { return &iovReader{iov: iov, n: iovLen(iov)} }
+func newIOVReader(iov [][]byte) *iovReader { return &iovReader{iov: iov, n: IOVLen(iov)} }
 
 func (r *iovReader) Read(p []byte) (int, error) {
 	if r.n == 0 {

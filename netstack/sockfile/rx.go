@@ -97,12 +97,7 @@ func (k *sock) fillLocked() {
 	// the kernel may have emptied the ring and answered EAGAIN while
 	// this fill ran, and the socket's own events did not change.
 	if moved > 0 {
-		k.mu.Lock()
-		if !k.dead {
-			k.reported, k.exact = k.s.Events(), k.s.EventsExact()
-			k.rd.Ready(k.obj, k.reported, k.exact)
-		}
-		k.mu.Unlock()
+		k.report(k.rd, false, true)
 	}
 }
 
@@ -138,7 +133,7 @@ func (k *sock) recv(ctx context.Context, iov [][]byte, flags int) (int, []byte, 
 	if rx == nil || flags&(unix.MSG_OOB|unix.MSG_ERRQUEUE) != 0 {
 		return k.sockRecv(ctx, iov, flags, blocking)
 	}
-	total := iovLen(iov)
+	total := socket.IOVLen(iov)
 	dst := iov
 	if flags&unix.MSG_TRUNC != 0 {
 		// A stream's MSG_TRUNC discards the bytes.
@@ -187,14 +182,6 @@ func (k *sock) inQueue() (int, unix.Errno) {
 	}
 	m, e := k.s.InQueue()
 	return n + m, e
-}
-
-func iovLen(iov [][]byte) int {
-	n := 0
-	for _, v := range iov {
-		n += len(v)
-	}
-	return n
 }
 
 // skip returns iov without its first n bytes.

@@ -158,7 +158,7 @@ func (srv *Server) Handle(r *serve.Request) (val int64) {
 	}
 	k.s.SetNonblock(r.Nonblock)
 	v := srv.call(k, r)
-	k.report(srv.rd, namesMayChange(r.Sysno))
+	k.report(srv.rd, namesMayChange(r.Sysno), false)
 	return v
 }
 
@@ -186,16 +186,18 @@ func (srv *Server) add(o serve.Obj, s *socket.Socket) {
 	srv.mu.Unlock()
 	s.SetNotify(func() {
 		k.refill()
-		k.report(srv.rd, false)
+		k.report(srv.rd, false, false)
 	})
-	k.report(srv.rd, true)
+	k.report(srv.rd, true, false)
 }
 
 // report tells the kernel the socket's readiness, and with names its
-// addresses, if they changed. Changes that only an operation made (a read
-// draining the queue, a bind) are reported after that operation, before
-// its reply; the rest from the socket's notify callback.
-func (k *sock) report(rd Readier, names bool) {
+// addresses, if they changed; with force the readiness even if it did not
+// (an edge for the program's epoll: the receive ring got bytes). Changes
+// that only an operation made (a read draining the queue, a bind) are
+// reported after that operation, before its reply; the rest from the
+// socket's notify callback.
+func (k *sock) report(rd Readier, names, force bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.dead {
@@ -209,7 +211,7 @@ func (k *sock) report(rd Readier, names bool) {
 			rd.Names(k.obj, sock, peer)
 		}
 	}
-	if ev, exact := k.s.Events(), k.s.EventsExact(); ev != k.reported || exact != k.exact {
+	if ev, exact := k.s.Events(), k.s.EventsExact(); force || ev != k.reported || exact != k.exact {
 		k.reported, k.exact = ev, exact
 		rd.Ready(k.obj, ev, exact)
 	}
