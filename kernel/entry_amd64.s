@@ -26,59 +26,8 @@
 // TrapFrame.Vector's offset (frame.go); checked by TestTrapFrameLayout.
 #define TF_VECTOR 120
 
-// Offsets of the words a stub and the CPU pushed, from SP at trapCommon.
-#define ST_VECTOR 0
-#define ST_RFLAGS 32
-
-// Vectors (time.go's spuriousVector, xen.go's xenUpcallVector); checked by
-// TestStrayVectors.
-#define SPURIOUS_VECTOR $0xff
-#define XEN_UPCALL_VECTOR $0xf3
-
 // func trapCommon()
-// SP points at the stub's vector, the error code and the CPU's frame; for
-// a trap taken through the IDT they are on an IST stack.
 TEXT ·trapCommon(SB),NOSPLIT|NOFRAME,$0
-	CMPQ	ST_VECTOR(SP), $0x100
-	JEQ	frame // SYSCALL: already on the kernel stack
-	CMPQ	ST_VECTOR(SP), $32
-	JB	move
-	// An external interrupt that came while the interrupted code had
-	// interrupts off (the kernel: threads always run with them on) was
-	// delivered against IF, as nested SVM under TCG has been seen to
-	// do. Handling it here would overwrite the frame on this IST stack
-	// that the interrupted trap is using; it is passed on instead.
-	BTQ	$9, ST_RFLAGS(SP)
-	JCS	move
-	JMP	·strayInterrupt(SB)
-move:
-	// Move the stub's and the CPU's words to the kernel stack, as the
-	// SYSCALL entry builds them, and handle the trap there: a stray
-	// interrupt on this IST stack can then only overwrite words no
-	// longer used. Nothing else runs on the kernel stack at the same
-	// time: system calls run with interrupts off.
-	PUSHQ	AX
-	PUSHQ	BX
-	MOVQ	PC_KSTACK(GS), AX
-	SUBQ	$56, AX
-	MOVQ	16(SP), BX
-	MOVQ	BX, 0(AX)
-	MOVQ	24(SP), BX
-	MOVQ	BX, 8(AX)
-	MOVQ	32(SP), BX
-	MOVQ	BX, 16(AX)
-	MOVQ	40(SP), BX
-	MOVQ	BX, 24(AX)
-	MOVQ	48(SP), BX
-	MOVQ	BX, 32(AX)
-	MOVQ	56(SP), BX
-	MOVQ	BX, 40(AX)
-	MOVQ	64(SP), BX
-	MOVQ	BX, 48(AX)
-	POPQ	BX
-	XCHGQ	AX, 0(SP)
-	MOVQ	0(SP), SP
-frame:
 	PUSHQ	AX
 	PUSHQ	BX
 	PUSHQ	CX
@@ -153,52 +102,6 @@ TEXT ·trapRestore(SB),NOSPLIT|NOFRAME,$0
 	ADDQ	$16, SP
 	IRETQ
 
-// func strayInterrupt()
-// An external interrupt delivered while interrupts were off (see
-// trapCommon). SP points at its vector, error code and the CPU's frame on
-// an IST stack. It is counted and passed on: a LAPIC interrupt is sent
-// again as a self-IPI, which the LAPIC holds until interrupts are on, and
-// then acknowledged; Xen's callback vector, which bypasses the LAPIC, is
-// noted in strayUpcall, which the kernel checks before it returns to a
-// thread or halts. Nothing else is touched: FS, the SSE state and the
-// kernel stack belong to the interrupted code.
-TEXT ·strayInterrupt(SB),NOSPLIT|NOFRAME,$0
-	PUSHQ	AX
-	PUSHQ	CX
-	PUSHQ	DX
-	INCQ	·strayCount(SB)
-	MOVQ	24(SP), AX // the vector
-	CMPQ	AX, SPURIOUS_VECTOR
-	JEQ	strayDone // spurious: nothing to acknowledge
-	CMPQ	AX, XEN_UPCALL_VECTOR
-	JNE	strayIPI
-	CMPB	·xenUpcallNoEOI(SB), $0
-	JEQ	strayIPI
-	MOVB	$1, ·strayUpcall(SB)
-	JMP	strayDone
-strayIPI:
-	ORQ	$0x44000, AX // fixed, assert, to self
-	CMPB	·x2apic(SB), $0
-	JEQ	strayXAPIC
-	MOVL	$0x830, CX // ICR
-	XORL	DX, DX
-	WRMSR
-	MOVL	$0x80b, CX // EOI
-	XORL	AX, AX
-	WRMSR
-	JMP	strayDone
-strayXAPIC:
-	MOVQ	·apicBase(SB), CX
-	MOVL	$0, 0x310(CX)
-	MOVL	AX, 0x300(CX)
-	MOVL	$0, 0xb0(CX)
-strayDone:
-	POPQ	DX
-	POPQ	CX
-	POPQ	AX
-	ADDQ	$16, SP
-	IRETQ
-
 // func idleLoop()
 // Runs on the per-CPU idle stack with interrupts enabled only inside HLT's
 // window (STI's one-instruction shadow makes STI;HLT atomic). An interrupt
@@ -208,13 +111,10 @@ strayDone:
 TEXT ·idleLoop(SB),NOSPLIT|NOFRAME,$0
 	MOVQ	PC_IDLETOP(GS), SP
 again:
-	CMPB	·strayUpcall(SB), $0
-	JNE	poll // an upcall was passed on: see to it before halting
 	MOVQ	$1, PC_IDLING(GS)
 	STI
 	HLT
 	CLI
-poll:
 	MOVQ	$0, PC_IDLING(GS)
 	SUBQ	$16, SP
 	CALL	·idlePoll(SB)
@@ -367,16 +267,4 @@ TEXT ·fninit(SB),NOSPLIT,$0-0
 TEXT ·pclntabAddr(SB),NOSPLIT,$0-8
 	LEAQ	runtime·pclntab(SB), AX
 	MOVQ	AX, ret+0(FP)
-	RET
-
-// func intTimerVector()
-// INT to the timer's vector (0x20), for unikgo.straytest.
-TEXT ·intTimerVector(SB),NOSPLIT,$0-0
-	BYTE	$0xcd; BYTE $0x20
-	RET
-
-// func intUpcallVector()
-// INT to the event upcall's vector (0xf3), for unikgo.straytest.
-TEXT ·intUpcallVector(SB),NOSPLIT,$0-0
-	BYTE	$0xcd; BYTE $0xf3
 	RET

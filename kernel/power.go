@@ -15,12 +15,6 @@ var platformShutdown func(code int)
 
 func powerOff(code int) {
 	profReport()
-	if strayCount != 0 {
-		// Worth knowing (and rare): see strayInterrupt.
-		kprint("unikgo: ")
-		kprintDec(strayCount)
-		kprint(" interrupts came with interrupts off; passed on\n")
-	}
 	if verbose && platformShutdown == nil {
 		kprint("unikgo: exit status ")
 		kprintDec(uint64(code))

@@ -180,7 +180,6 @@ func load(c *percpu, i int, f *TrapFrame) {
 func idlePoll() uintptr {
 	c := &cpus[0]
 	c.nest++
-	runStrayUpcall()
 	expireTimers(nanotime())
 	var ret uintptr
 	if i := runqPop(); i >= 0 {

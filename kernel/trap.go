@@ -6,26 +6,9 @@ import (
 	"github.com/unikgo/unikgo/x86"
 )
 
-// Interrupts delivered while interrupts were off (strayInterrupt,
-// entry_amd64.s): how many, and whether Xen's event upcall is among them
-// and still to be run.
-var (
-	strayCount  uint64
-	strayUpcall uint8
-)
-
-// runStrayUpcall runs the event upcall strayInterrupt passed on.
-func runStrayUpcall() {
-	if strayUpcall != 0 {
-		strayUpcall = 0
-		xenUpcall()
-	}
-}
-
 // trap is called by trapCommon for every exception, interrupt and system
-// call, with interrupts disabled, on the SYSCALL stack (trapCommon moves
-// an IST stack's frame there). It may rewrite *f to resume a different
-// thread.
+// call, with interrupts disabled, on an IST stack or the SYSCALL stack. It
+// may rewrite *f to resume a different thread.
 func trap(f *TrapFrame) {
 	c := &cpus[0]
 	var t0 uint64
@@ -56,7 +39,6 @@ func trap(f *TrapFrame) {
 	default:
 		irq(c, f, true)
 	}
-	runStrayUpcall()
 	deliverSignals(c, f)
 	armTimer(c)
 	if profiling {

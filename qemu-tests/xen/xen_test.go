@@ -121,21 +121,6 @@ func TestHelloPVH(t *testing.T) {
 		"unikgo: 64 MiB, 1 vCPU, xen, kernel ready in", "Hello from unikgo!\nargs: [a b]\n", "unikgo: exit status 0\n")
 }
 
-// TestStrayInterruptPVH: on Xen too an interrupt raised while interrupts
-// are off is passed on (the event upcall's vector through Xen's callback
-// vector, the timer's as a self-IPI), and the program runs as usual.
-func TestStrayInterruptPVH(t *testing.T) {
-	out, reason := runGuest(t, "stray", image(t, "./examples/hello"), "unikgo.straytest hello", 64, 3*time.Minute)
-	expect(t, out, reason, xenlab.Poweroff, "Hello from unikgo!", "unikgo: exit status 0\n")
-	// Two raised, and any the nested setup delivered against IF itself.
-	m := regexp.MustCompile(`unikgo: (\d+) interrupts came with interrupts off; passed on\n`).FindStringSubmatch(out)
-	if m == nil {
-		t.Errorf("the kernel did not count the interrupts raised:\n%s", out)
-	} else if n, _ := strconv.Atoi(m[1]); n < 2 {
-		t.Errorf("the kernel did not count the two interrupts raised:\n%s", out)
-	}
-}
-
 // A non-zero exit status is printed and ends the domain with reason crash,
 // so xl's on_crash policy applies.
 func TestExitStatusPVH(t *testing.T) {
