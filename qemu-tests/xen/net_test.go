@@ -112,7 +112,9 @@ func serverGuest(t *testing.T, pkg string, cfg xenlab.GuestConfig, ready string,
 		t.Helper()
 		out, err := l.MustSucceed(ctx, script)
 		if err != nil {
-			t.Fatalf("%s: %v\n%s\nconsole:\n%s", what, err, out, g.Console())
+			ectx, ecancel := context.WithTimeout(context.Background(), time.Minute)
+			defer ecancel()
+			t.Fatalf("%s: %v\n%s\nconsole:\n%s\nXen's view of the guest's events:\n%s", what, err, out, g.Console(), g.EventState(ectx))
 		}
 		return out
 	}

@@ -402,3 +402,64 @@ func lastLine(s string) string {
 
 // shellQuote quotes s for dom0's shell.
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// EventState asks Xen for its view of the guest's event delivery (debug
+// keys 'q' and 'e': each vCPU's upcall_pend and upcall_mask, and each of
+// the domain's ports with its pending, masked and state fields) and
+// returns those lines from Xen's console. It is for failure reports: it
+// tells an event Xen holds for the guest (pending, maybe masked) from one
+// never sent. Errors are returned as the text.
+func (g *Guest) EventState(ctx context.Context) string {
+	before := len(readText(g.lab.XenLogPath()))
+	if _, err := g.lab.MustSucceed(ctx, "xl debug-keys q && xl debug-keys e"); err != nil {
+		return fmt.Sprintf("xenlab: debug keys: %v", err)
+	}
+	// Xen prints the dump on its serial console, which reaches the log a
+	// little later: wait until it stops growing.
+	var log string
+	for n, quiet := before, 0; quiet < 3; {
+		select {
+		case <-ctx.Done():
+			quiet = 3
+		case <-time.After(300 * time.Millisecond):
+		}
+		log = readText(g.lab.XenLogPath())
+		if len(log) == n {
+			quiet++
+		} else {
+			n, quiet = len(log), 0
+		}
+	}
+	if before > len(log) {
+		before = 0
+	}
+	return domainSections(log[before:], g.DomID)
+}
+
+// domainSections keeps the parts of a 'q' and 'e' debug-key dump that are
+// about domain id.
+func domainSections(dump string, id int) string {
+	heads := []string{"General information for domain ", "VCPU information and callbacks for domain ",
+		"Event channel information for domain "}
+	var b strings.Builder
+	keep := false
+	for _, line := range strings.Split(strings.ReplaceAll(dump, "\r", ""), "\n") {
+		_, text, _ := strings.Cut(line, ") ") // "(XEN) " prefix
+		for _, h := range heads {
+			if rest, ok := strings.CutPrefix(text, h); ok {
+				keep = strings.TrimSuffix(strings.TrimSpace(rest), ":") == strconv.Itoa(id)
+			}
+		}
+		if strings.HasPrefix(text, "'") || strings.HasPrefix(text, "Sched") {
+			keep = false // the next key's banner
+		}
+		if keep {
+			b.WriteString(text)
+			b.WriteByte('\n')
+		}
+	}
+	if b.Len() == 0 {
+		return fmt.Sprintf("xenlab: no debug-key lines for domain %d in Xen's console", id)
+	}
+	return b.String()
+}

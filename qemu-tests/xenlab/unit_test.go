@@ -128,3 +128,52 @@ func TestShellQuote(t *testing.T) {
 		}
 	}
 }
+
+// TestDomainSections keeps one domain's parts of a 'q' and 'e' debug-key
+// dump (the layout Xen 4.17 prints) and drops the other domains' and the
+// key banners.
+func TestDomainSections(t *testing.T) {
+	dump := `(XEN) 'q' pressed -> dumping domain info (now = 123)
+(XEN) General information for domain 0:
+(XEN)     refcnt=3 dying=0 pause_count=0
+(XEN) General information for domain 7:
+(XEN)     refcnt=3 dying=0 pause_count=0
+(XEN)     nr_pages=16384 xenheap_pages=4 dirty_cpus={} max_pages=16640
+(XEN) Sched=credit2
+(XEN) VCPU information and callbacks for domain 0:
+(XEN)   UNIT0 affinities: hard={0-1} soft={0-1}
+(XEN) VCPU information and callbacks for domain 7:
+(XEN)   UNIT0 affinities: hard={0-1} soft={0-1}
+(XEN)     VCPU0: CPU1 [has=F] poll=0 upcall_pend=01 upcall_mask=00
+(XEN) 'e' pressed -> dumping event-channel info
+(XEN) Event channel information for domain 0:
+(XEN) Polling vCPUs: {}
+(XEN)     port [p/m/s]
+(XEN)        1 [0/0/1]: s=5 n=0 x=0 v=0
+(XEN) Event channel information for domain 7:
+(XEN) Polling vCPUs: {}
+(XEN)     port [p/m/s]
+(XEN)        1 [1/0/1]: s=3 n=0 x=0 d=0 p=33
+(XEN)        4 [1/1/1]: s=3 n=0 x=0 d=0 p=35
+(XEN) Event channel information for domain 8:
+(XEN)        1 [0/0/1]: s=3 n=0 x=0 d=0 p=36
+`
+	want := `General information for domain 7:
+    refcnt=3 dying=0 pause_count=0
+    nr_pages=16384 xenheap_pages=4 dirty_cpus={} max_pages=16640
+VCPU information and callbacks for domain 7:
+  UNIT0 affinities: hard={0-1} soft={0-1}
+    VCPU0: CPU1 [has=F] poll=0 upcall_pend=01 upcall_mask=00
+Event channel information for domain 7:
+Polling vCPUs: {}
+    port [p/m/s]
+       1 [1/0/1]: s=3 n=0 x=0 d=0 p=33
+       4 [1/1/1]: s=3 n=0 x=0 d=0 p=35
+`
+	if diff := cmp.Diff(want, domainSections(dump, 7)); diff != "" {
+		t.Errorf("domainSections (-want +got):\n%s", diff)
+	}
+	if got := domainSections(dump, 9); !strings.Contains(got, "no debug-key lines for domain 9") {
+		t.Errorf("domainSections for a domain not in the dump = %q", got)
+	}
+}

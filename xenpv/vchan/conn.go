@@ -46,6 +46,11 @@ type Conn struct {
 	kickMu    sync.Mutex
 	kickCons  uint32 // the peer's consumer index when it last moved, as we saw it
 	kicks     uint   // events re-sent since then
+
+	// For Diag: events taken from the channel, events sent (asked for,
+	// and re-sent), and the shared state as Close last saw it.
+	eventsIn, notifies, kicksSent atomic.Uint64
+	lastState                     atomic.Pointer[string]
 }
 
 var _ io.ReadWriteCloser = (*Conn)(nil)
@@ -158,6 +163,7 @@ func (c *Conn) notifyPeer(bit uint8) error {
 	if c.hdr.clear(c.peerAsks, bit)&bit == 0 {
 		return nil
 	}
+	c.notifies.Add(1)
 	if err := c.ev.Notify(); err != nil {
 		return fmt.Errorf("vchan: notify peer on port %d: %w", c.ev.Port(), err)
 	}
@@ -200,6 +206,7 @@ func (c *Conn) kick() {
 	c.kickMu.Lock()
 	c.kicks++
 	c.kickMu.Unlock()
+	c.kicksSent.Add(1)
 	_ = c.ev.Notify()
 }
 
@@ -219,6 +226,7 @@ func (c *Conn) sleep(who sleeper, done <-chan struct{}) error {
 		if !ok {
 			c.peerGone.Store(true)
 		}
+		c.eventsIn.Add(1)
 		c.broadcast()
 	case <-c.wake[who]:
 	case <-kick:
@@ -472,6 +480,8 @@ func (c *Conn) Close() error {
 		c.life.Lock()
 		defer c.life.Unlock()
 		c.hdr.store(c.ownLive, uint8(LiveExited))
+		st := c.sharedState()
+		c.lastState.Store(&st)
 		notifyErr := c.ev.Notify()
 		c.released = true
 		c.closeErr = c.release()
@@ -480,4 +490,30 @@ func (c *Conn) Close() error {
 		}
 	})
 	return c.closeErr
+}
+
+// Diag describes the Conn for a failure report: the indices of both rings
+// and the status bytes (as Close last saw them once the pages are gone),
+// and how many events it took from the peer and sent to it. A stalled
+// exchange reads off it: bytes unread in a ring, and who was asked to
+// notify whom.
+func (c *Conn) Diag() string {
+	var st string
+	c.life.RLock()
+	if c.released {
+		st = *c.lastState.Load()
+	} else {
+		st = c.sharedState()
+	}
+	c.life.RUnlock()
+	return fmt.Sprintf("%s; port %d: %d events in, %d notifications and %d re-sent events out",
+		st, c.ev.Port(), c.eventsIn.Load(), c.notifies.Load(), c.kicksSent.Load())
+}
+
+// sharedState formats the shared page's indices and status bytes; the
+// caller holds life.
+func (c *Conn) sharedState() string {
+	return fmt.Sprintf("in (%s) prod %d cons %d, out (%s) prod %d cons %d; live own %d peer %d; notify asked of peer %#x, by peer %#x",
+		c.in.name, c.in.idx.prod.Load(), c.in.idx.cons.Load(), c.out.name, c.out.idx.prod.Load(), c.out.idx.cons.Load(),
+		c.hdr.load(c.ownLive), c.hdr.load(c.peerLive), c.hdr.load(c.askPeer), c.hdr.load(c.peerAsks))
 }

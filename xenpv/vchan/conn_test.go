@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -543,5 +545,37 @@ func TestPeerGone(t *testing.T) {
 	}
 	if _, err := srv.Write([]byte("x")); !errors.Is(err, vchan.ErrPeerGone) {
 		t.Errorf("Write after peer domain died: %v, want ErrPeerGone", err)
+	}
+}
+
+// TestDiag: the report names the bytes left unread in each ring and the
+// notification requests, and still answers after Close unmapped the page.
+func TestDiag(t *testing.T) {
+	_, srv, cli := pair(t, 1024, 2048)
+	if _, err := cli.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	// The client's ring to the server is the left one: 5 bytes unread.
+	want := "in (right) prod 0 cons 0, out (left) prod 5 cons 0; live own 1 peer 1"
+	if d := cli.Diag(); !strings.Contains(d, want) {
+		t.Errorf("client Diag = %q, want it to contain %q", d, want)
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		cli.Write([]byte("!"))
+	}()
+	buf := make([]byte, 10)
+	if _, err := io.ReadFull(srv, buf[:6]); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	d := srv.Diag()
+	for _, want := range []string{"in (left) prod 6 cons 6", "live own 0 peer 1", "notifications"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("server Diag after Close = %q, want it to contain %q", d, want)
+		}
+	}
+	if !regexp.MustCompile(`: [1-9]\d* events in`).MatchString(d) {
+		t.Errorf("server Diag after Close = %q: the server slept for the '!' and took its event", d)
 	}
 }

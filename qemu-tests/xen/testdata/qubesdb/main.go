@@ -34,7 +34,7 @@ func main() {
 	start := time.Now()
 	db, err := qubesdb.Connect(ctx, conn, qubesdb.Options{})
 	if err != nil {
-		fail("connect: %v", err)
+		fail("connect: %v (vchan: %s)", err, conn.Diag())
 	}
 	fmt.Printf("qubesdb: synced %d entries in %v\n", len(db.Multiread("/")), time.Since(start).Round(time.Millisecond))
 	for _, k := range []string{"/name", "/qubes-ip", "/qubes-gateway"} {
