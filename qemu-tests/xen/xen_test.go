@@ -100,6 +100,28 @@ func runGuest(t *testing.T, name, img, cmdline string, memMiB int, timeout time.
 	return g.Console(), reason
 }
 
+// stallAfter is how long a lab test waits for a guest's next console line
+// before it records Xen's view of the guest's events (Guest.EventState)
+// and goes on waiting: a stall's cause is then in the report, taken while
+// the guest still waits, not after it gave up.
+const stallAfter = 90 * time.Second
+
+// waitConsole waits like g.WaitConsole, logging the guest's event state
+// once if the line is stallAfter late.
+func waitConsole(ctx context.Context, t *testing.T, g *xenlab.Guest, re *regexp.Regexp) (string, error) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, stallAfter)
+	line, err := g.WaitConsole(sctx, re)
+	cancel()
+	if err == nil || ctx.Err() != nil {
+		return line, err
+	}
+	ectx, ecancel := context.WithTimeout(ctx, 30*time.Second)
+	t.Logf("no %q on %s's console after %v; Xen's view of its events:\n%s", re, g.Name, stallAfter, g.EventState(ectx))
+	ecancel()
+	return g.WaitConsole(ctx, re)
+}
+
 func expect(t *testing.T, console string, reason, want xenlab.ShutdownReason, lines ...string) {
 	t.Helper()
 	if reason != want {
@@ -160,7 +182,7 @@ func TestXenstoreAndShutdownPVH(t *testing.T) {
 	defer g.Destroy(context.Background())
 	wait := func(re string) string {
 		t.Helper()
-		line, err := g.WaitConsole(ctx, regexp.MustCompile(re))
+		line, err := waitConsole(ctx, t, g, regexp.MustCompile(re))
 		if err != nil {
 			t.Fatalf("waiting for %q: %v\nconsole:\n%s", re, err, g.Console())
 		}
@@ -231,7 +253,7 @@ func TestVchanInteropPVH(t *testing.T) {
 	defer g.Destroy(context.Background())
 	wait := func(re string) string {
 		t.Helper()
-		line, err := g.WaitConsole(ctx, regexp.MustCompile(`(?:`+re+`)|vchan: FAIL: .*`))
+		line, err := waitConsole(ctx, t, g, regexp.MustCompile(`(?:`+re+`)|vchan: FAIL: .*`))
 		if err != nil || strings.Contains(line, "FAIL") {
 			t.Fatalf("waiting for %q: %q, %v\nconsole:\n%s", re, line, err, g.Console())
 		}
@@ -348,7 +370,7 @@ vchan-socket-proxy -m server %d /local/domain/0/data/vchan/%d/111 /tmp/qubesdb.s
 `, bin, g.DomID, g.DomID))
 	wait := func(re string) string {
 		t.Helper()
-		line, err := g.WaitConsole(ctx, regexp.MustCompile(`(?:`+re+`)|qubesdb: FAIL: .*`))
+		line, err := waitConsole(ctx, t, g, regexp.MustCompile(`(?:`+re+`)|qubesdb: FAIL: .*`))
 		if err != nil || strings.Contains(line, "FAIL") {
 			t.Fatalf("waiting for %q: %q, %v\nconsole:\n%s\ndom0:\n%s", re, line, err, g.Console(), run("cat /tmp/qubesdb.log /tmp/proxy.log"))
 		}
