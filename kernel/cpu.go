@@ -181,6 +181,7 @@ func detectFeatures() {
 // Functions implemented in assembly.
 func trapCommon()
 func trapRestore()
+func strayInterrupt()
 func idleLoop()
 func syscallEntry()
 func enterFrame(f uintptr)
@@ -199,6 +200,8 @@ func ltr(sel uint16)
 func reloadSegments()
 func haltForever()
 func fxsaveTo(p uintptr)
+func intTimerVector()
+func intUpcallVector()
 
 // stubAddr returns the entry stub address of IDT vector v (stubs_amd64.s).
 func stubAddr(v uintptr) uintptr

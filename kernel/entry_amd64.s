@@ -26,8 +26,61 @@
 // TrapFrame.Vector's offset (frame.go); checked by TestTrapFrameLayout.
 #define TF_VECTOR 120
 
+// Offsets of the words a stub and the CPU pushed, from SP at trapCommon.
+#define ST_VECTOR 0
+#define ST_RFLAGS 32
+
+// Vectors (xen.go's xenUpcallVector, time.go's spuriousVector); checked by
+// TestStrayVectors.
+#define XEN_UPCALL_VECTOR $0xf3
+#define SPURIOUS_VECTOR $0xff
+
 // func trapCommon()
+// SP points at the stub's vector, the error code and the CPU's frame: on
+// the kernel stack for SYSCALL, on an IST stack for a trap taken through
+// the IDT.
 TEXT ·trapCommon(SB),NOSPLIT|NOFRAME,$0
+	CMPQ	ST_VECTOR(SP), $0x100
+	JEQ	frame // SYSCALL: already on the kernel stack
+	CMPQ	ST_VECTOR(SP), $32
+	JB	move
+	// An external interrupt that came while the interrupted code had
+	// interrupts off (the kernel: threads always run with them on) was
+	// delivered against IF, as nested SVM under TCG does now and then.
+	// Handled here, it would run on top of the trap it interrupted; it is
+	// noted instead (strayInterrupt).
+	BTQ	$9, ST_RFLAGS(SP)
+	JCS	move
+	JMP	·strayInterrupt(SB)
+move:
+	// Move the stub's and the CPU's seven words to the kernel stack, as
+	// the SYSCALL entry builds them, and handle the trap there. Every
+	// interrupt shares one IST stack, so a stray interrupt would
+	// otherwise overwrite this trap's frame at its top. Nothing else uses
+	// the kernel stack meanwhile: system calls run with interrupts off,
+	// and strays never leave their IST stack.
+	PUSHQ	AX
+	PUSHQ	BX
+	MOVQ	PC_KSTACK(GS), AX
+	SUBQ	$56, AX
+	MOVQ	16(SP), BX
+	MOVQ	BX, 0(AX)
+	MOVQ	24(SP), BX
+	MOVQ	BX, 8(AX)
+	MOVQ	32(SP), BX
+	MOVQ	BX, 16(AX)
+	MOVQ	40(SP), BX
+	MOVQ	BX, 24(AX)
+	MOVQ	48(SP), BX
+	MOVQ	BX, 32(AX)
+	MOVQ	56(SP), BX
+	MOVQ	BX, 40(AX)
+	MOVQ	64(SP), BX
+	MOVQ	BX, 48(AX)
+	POPQ	BX
+	XCHGQ	AX, 0(SP)
+	MOVQ	0(SP), SP
+frame:
 	PUSHQ	AX
 	PUSHQ	BX
 	PUSHQ	CX
@@ -102,6 +155,44 @@ TEXT ·trapRestore(SB),NOSPLIT|NOFRAME,$0
 	ADDQ	$16, SP
 	IRETQ
 
+// func strayInterrupt()
+// An external interrupt delivered while interrupts were off (trapCommon).
+// SP points at its vector, error code and the CPU's frame on the IST
+// stack. It touches nothing of the interrupted code's (FS, the SSE state,
+// the kernel stack) and causes no VM exit, since an exit is where a
+// nested setup may deliver yet another one. Xen's callback vector needs
+// nothing: Xen delivers it for as long as evtchn_upcall_pending is set,
+// so it comes again once interrupts are on. A LAPIC vector stays in
+// service, unacknowledged, and is noted in strayVectors; runStrays
+// acknowledges and handles it at the next trap or idle poll.
+TEXT ·strayInterrupt(SB),NOSPLIT|NOFRAME,$0
+	PUSHQ	AX
+	PUSHQ	BX
+	PUSHQ	DX
+	LOCK
+	INCQ	·strayCount(SB)
+	MOVQ	24(SP), AX // the vector
+	CMPQ	AX, SPURIOUS_VECTOR
+	JEQ	strayDone // spurious: not in service, nothing to acknowledge
+	CMPQ	AX, XEN_UPCALL_VECTOR
+	JNE	strayNote
+	CMPB	·xenUpcallNoEOI(SB), $0
+	JNE	strayDone
+strayNote:
+	MOVQ	AX, BX
+	SHRQ	$6, BX
+	LEAQ	·strayVectors(SB), DX
+	ANDQ	$63, AX
+	LOCK
+	BTSQ	AX, (DX)(BX*8)
+	MOVQ	$1, ·strayPending(SB)
+strayDone:
+	POPQ	DX
+	POPQ	BX
+	POPQ	AX
+	ADDQ	$16, SP
+	IRETQ
+
 // func idleLoop()
 // Runs on the per-CPU idle stack with interrupts enabled only inside HLT's
 // window (STI's one-instruction shadow makes STI;HLT atomic). An interrupt
@@ -111,11 +202,14 @@ TEXT ·trapRestore(SB),NOSPLIT|NOFRAME,$0
 TEXT ·idleLoop(SB),NOSPLIT|NOFRAME,$0
 	MOVQ	PC_IDLETOP(GS), SP
 again:
+	CMPQ	·strayPending(SB), $0
+	JNE	poll // a stray interrupt was noted: see to it before halting
 	MOVQ	$1, PC_IDLING(GS)
 	STI
 	HLT
 	CLI
 	MOVQ	$0, PC_IDLING(GS)
+poll:
 	SUBQ	$16, SP
 	CALL	·idlePoll(SB)
 	MOVQ	0(SP), AX
@@ -267,4 +361,16 @@ TEXT ·fninit(SB),NOSPLIT,$0-0
 TEXT ·pclntabAddr(SB),NOSPLIT,$0-8
 	LEAQ	runtime·pclntab(SB), AX
 	MOVQ	AX, ret+0(FP)
+	RET
+
+// func intTimerVector()
+// INT to the timer's vector (0x20), for unikgo.straytest.
+TEXT ·intTimerVector(SB),NOSPLIT,$0-0
+	BYTE	$0xcd; BYTE $0x20
+	RET
+
+// func intUpcallVector()
+// INT to the event upcall's vector (0xf3), for unikgo.straytest.
+TEXT ·intUpcallVector(SB),NOSPLIT,$0-0
+	BYTE	$0xcd; BYTE $0xf3
 	RET

@@ -1,6 +1,9 @@
 package kernel
 
 import (
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -114,5 +117,24 @@ func TestRxRingLayout(t *testing.T) {
 	want := []uintptr{rxProd, rxCons, rxWant, rxData, rxSize, rxRingLen}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("RxRing offsets (-kernel +serve):\n%s", diff)
+	}
+}
+
+// TestStrayVectors: the vectors strayInterrupt (entry_amd64.s) tells
+// apart are the kernel's, and so are the ones unikgo.straytest raises.
+func TestStrayVectors(t *testing.T) {
+	src, err := os.ReadFile("entry_amd64.s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("#define SPURIOUS_VECTOR $%#x\n", spuriousVector),
+		fmt.Sprintf("#define XEN_UPCALL_VECTOR $%#x\n", xenUpcallVector),
+		fmt.Sprintf("BYTE\t$0xcd; BYTE $%#x\n", timerVector),
+		fmt.Sprintf("BYTE\t$0xcd; BYTE $%#x\n", xenUpcallVector),
+	} {
+		if !strings.Contains(string(src), want) {
+			t.Errorf("entry_amd64.s lacks %q", want)
+		}
 	}
 }

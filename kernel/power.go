@@ -15,6 +15,14 @@ var platformShutdown func(code int)
 
 func powerOff(code int) {
 	profReport()
+	if strayCount != 0 {
+		// Worth knowing (and rare): see strayInterrupt.
+		kprint("unikgo: ")
+		kprintDec(strayCount)
+		kprint(" interrupts came while interrupts were off (")
+		kprintDec(strayLate)
+		kprint(" LAPIC vectors handled late)\n")
+	}
 	if verbose && platformShutdown == nil {
 		kprint("unikgo: exit status ")
 		kprintDec(uint64(code))

@@ -180,6 +180,7 @@ func load(c *percpu, i int, f *TrapFrame) {
 func idlePoll() uintptr {
 	c := &cpus[0]
 	c.nest++
+	runStrays()
 	expireTimers(nanotime())
 	var ret uintptr
 	if i := runqPop(); i >= 0 {

@@ -139,6 +139,14 @@ func kernelMain() {
 		profiling = true
 		profStart = x86.RDTSC()
 	}
+	if line.Option("straytest") {
+		// Exercises strayInterrupt in the boot tests: the timer's and
+		// the event upcall's vectors raised with interrupts off, as a
+		// delivery against IF would be. Both must be noted and the
+		// program run as usual.
+		intTimerVector()
+		intUpcallVector()
+	}
 	if line.Option("faulttest") {
 		// Exercises the kernel-fault report (registers, symbolized
 		// backtrace, exit status 125) in the boot tests.

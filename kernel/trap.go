@@ -1,14 +1,18 @@
 package kernel
 
 import (
+	"math/bits"
+	"sync/atomic"
+
 	"github.com/unikgo/unikgo/kernel/insn"
 
 	"github.com/unikgo/unikgo/x86"
 )
 
 // trap is called by trapCommon for every exception, interrupt and system
-// call, with interrupts disabled, on an IST stack or the SYSCALL stack. It
-// may rewrite *f to resume a different thread.
+// call, with interrupts disabled, on the SYSCALL stack (trapCommon moves
+// an IST stack's frame there). It may rewrite *f to resume a different
+// thread.
 func trap(f *TrapFrame) {
 	c := &cpus[0]
 	var t0 uint64
@@ -39,6 +43,7 @@ func trap(f *TrapFrame) {
 	default:
 		irq(c, f, true)
 	}
+	runStrays()
 	deliverSignals(c, f)
 	armTimer(c)
 	if profiling {
@@ -47,23 +52,61 @@ func trap(f *TrapFrame) {
 	c.nest--
 }
 
+// deviceIRQ handles vector if it is Xen's event upcall or a device's
+// (kernel/irq), and reports whether it was.
+func deviceIRQ(v uint64) bool {
+	switch {
+	case v == xenUpcallVector && onXen:
+		xenUpcall()
+	case v >= irqVectorBase && v < irqVectorBase+irqVectors:
+		irqFired(v)
+	default:
+		return false
+	}
+	return true
+}
+
+// Interrupts delivered while interrupts were off (strayInterrupt,
+// entry_amd64.s): how many, and the LAPIC vectors among them still in
+// service, to be acknowledged and handled by runStrays (strayLate counts
+// them). strayPending says strayVectors may be non-zero.
+var (
+	strayCount   uint64
+	strayVectors [4]uint64
+	strayPending uint64
+	strayLate    uint64
+)
+
+// runStrays acknowledges and handles the LAPIC interrupts strayInterrupt
+// noted, as irq would have. It runs with interrupts off before the kernel
+// returns to a thread or halts. An acknowledgement may exit to the
+// hypervisor, which may deliver another stray: it is noted and handled in
+// the same loop.
+func runStrays() {
+	for atomic.LoadUint64(&strayPending) != 0 {
+		atomic.StoreUint64(&strayPending, 0)
+		for w := range strayVectors {
+			for b := atomic.SwapUint64(&strayVectors[w], 0); b != 0; b &= b - 1 {
+				v := uint64(w*64 + bits.TrailingZeros64(b))
+				strayLate++
+				lapicEOIWrite()
+				if !deviceIRQ(v) && v == timerVector {
+					timerFired()
+					expireTimers(nanotime())
+				}
+			}
+		}
+	}
+}
+
 func irq(c *percpu, f *TrapFrame, inThread bool) {
 	if f.Vector == spuriousVector {
 		return
 	}
-	upcall := f.Vector == xenUpcallVector && onXen
-	if !upcall || !xenUpcallNoEOI {
+	if f.Vector != xenUpcallVector || !onXen || !xenUpcallNoEOI {
 		lapicEOIWrite()
 	}
-	device := false
-	if upcall {
-		xenUpcall()
-		device = true
-	} else if v := f.Vector; v >= irqVectorBase && v < irqVectorBase+irqVectors {
-		irqFired(v)
-		device = true
-	}
-	if device {
+	if deviceIRQ(f.Vector) {
 		// Wake-up preemption, as Linux gives I/O-bound tasks: a thread a
 		// device event woke runs now rather than when the interrupted
 		// thread's slice (timeSlice) ends.
