@@ -562,6 +562,14 @@ func (is *inetSock) outq() (int, unix.Errno) {
 	return v, 0
 }
 
+// resetOnClose makes a connected TCP endpoint's close send a reset: gVisor
+// does so for SO_LINGER on with a zero time.
+func (is *inetSock) resetOnClose() {
+	if is.stream {
+		is.ep.SocketOptions().SetLinger(tcpip.LingerOption{Enabled: true})
+	}
+}
+
 // close closes the endpoint. With SO_LINGER on and a time, a TCP socket
 // waits until its FIN is acknowledged (no longer FIN-WAIT-1, CLOSING or
 // LAST-ACK) or the time is up; a zero time makes gVisor reset the

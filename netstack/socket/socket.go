@@ -314,6 +314,17 @@ func (s *Socket) Close(ctx context.Context) unix.Errno {
 	return 0
 }
 
+// CloseReset closes the socket as Close does, but a connected TCP
+// socket sends a reset rather than a FIN, as Linux's close does when
+// received bytes were never read. Its caller knows of unread bytes the
+// socket does not: ones it took out of the socket for the program.
+func (s *Socket) CloseReset(ctx context.Context) unix.Errno {
+	if s.inet != nil && !s.isClosed() {
+		s.inet.resetOnClose()
+	}
+	return s.Close(ctx)
+}
+
 // IOVLen is the total length of an I/O vector.
 func IOVLen(iov [][]byte) int {
 	n := 0

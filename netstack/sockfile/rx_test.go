@@ -152,3 +152,38 @@ func firstDiff(a, b []byte) int {
 	}
 	return -1
 }
+
+// TestRxRingCloseResets: a socket closed while its ring holds bytes the
+// program never read resets the connection, as Linux does, though the
+// socket itself holds none of them.
+func TestRxRingCloseResets(t *testing.T) {
+	for _, unread := range []bool{true, false} {
+		f := newFixture(t)
+		const ln, cl, sv = 10, 11, 12
+		f.tcpPair(ln, cl, sv)
+		msg := []byte("never read")
+		if v := f.call(unix.SYS_WRITE, cl, -1, true, bufAddr(msg), uintptr(len(msg))); v != int64(len(msg)) {
+			t.Fatalf("write: %d", v)
+		}
+		f.rd.wait(t, sv, unix.EPOLLIN, 0)
+		if !unread {
+			buf := make([]byte, 64)
+			if v, _, _ := f.kernelRead(sv, buf); v != int64(len(msg)) {
+				t.Fatalf("read: %d", v)
+			}
+		} else if ring := f.rd.ring(sv); ring == nil || ring.Len() != len(msg) {
+			t.Fatalf("the ring does not hold the %d bytes written", len(msg))
+		}
+		f.ok("close", unix.SYS_CLOSE, sv, -1, true)
+		f.rd.wait(t, cl, unix.EPOLLIN, 0)
+		buf := make([]byte, 64)
+		v := f.call(unix.SYS_READ, cl, -1, true, bufAddr(buf), uintptr(len(buf)))
+		want := int64(0) // FIN: end of stream
+		if unread {
+			want = -int64(unix.ECONNRESET)
+		}
+		if v != want {
+			t.Errorf("unread bytes %v: the peer's read after close = %d, want %d", unread, v, want)
+		}
+	}
+}

@@ -153,7 +153,13 @@ func (srv *Server) Handle(r *serve.Request) (val int64) {
 		k.dead = true
 		k.mu.Unlock()
 		k.s.SetNotify(nil)
-		k.s.Close(srv.ctx)
+		if rx := k.rx.Load(); rx != nil && rx.Len() > 0 {
+			// Bytes the program never read: Linux resets the
+			// connection, and the socket alone would not know to.
+			k.s.CloseReset(srv.ctx)
+		} else {
+			k.s.Close(srv.ctx)
+		}
 		return 0
 	}
 	k.s.SetNonblock(r.Nonblock)
