@@ -238,6 +238,15 @@ func TestXenstoreAndShutdownPVH(t *testing.T) {
 		t.Errorf("dom0 read data/counter = %q, %v", out, err)
 	}
 	wait(`xenstore: serving until SIGTERM`)
+	// The stall report works on a live guest: Xen's view of its ports and
+	// vCPU, and where the vCPU is.
+	st := g.EventState(ctx)
+	t.Logf("a live guest's stall report:\n%s", st)
+	for _, want := range []string{"port [p/m/s]", "upcall_pend=", "rip"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("EventState lacks %q:\n%s", want, st)
+		}
+	}
 	if _, err := l.MustSucceed(ctx, "xl shutdown xs"); err != nil {
 		t.Fatal(err)
 	}
@@ -462,6 +471,8 @@ func TestDisksPVH(t *testing.T) {
 	if err != nil {
 		t.Fatalf("creating guest: %v", err)
 	}
+	// Watched for a stall: the copy takes well under a minute.
+	waitConsole(ctx, t, g, regexp.MustCompile(`disk: 64 MiB written|disk: FAIL`))
 	reason, err := g.WaitShutdown(ctx)
 	if err != nil {
 		g.Destroy(context.Background())

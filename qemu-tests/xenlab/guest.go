@@ -406,12 +406,17 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 // EventState asks Xen for its view of the guest's event delivery (debug
 // keys 'q' and 'e': each vCPU's upcall_pend and upcall_mask, and each of
 // the domain's ports with its pending, masked and state fields) and
-// returns those lines from Xen's console. It is for failure reports: it
-// tells an event Xen holds for the guest (pending, maybe masked) from one
-// never sent. Errors are returned as the text.
+// returns those lines from Xen's console, after where its vCPUs are: xl
+// vcpu-list's state and time, and xenctx's registers twice, a second
+// apart (a halted guest waits for an event; a spinning one does not). It
+// is for failure reports: it tells an event Xen holds for the guest
+// (pending, maybe masked) from one never sent. Errors are in the text.
 func (g *Guest) EventState(ctx context.Context) string {
 	before := len(readText(g.lab.XenLogPath()))
-	if _, err := g.lab.MustSucceed(ctx, "xl debug-keys q && xl debug-keys e"); err != nil {
+	ctxOut, err := g.lab.MustSucceed(ctx, fmt.Sprintf(`xl vcpu-list %[1]d
+for i in 1 2; do /usr/lib/xen-*/bin/xenctx %[1]d 0 2>&1 | head -n 12; sleep 1; done
+xl debug-keys q && xl debug-keys e`, g.DomID))
+	if err != nil {
 		return fmt.Sprintf("xenlab: debug keys: %v", err)
 	}
 	// Xen prints the dump on its serial console, which reaches the log a
@@ -433,7 +438,7 @@ func (g *Guest) EventState(ctx context.Context) string {
 	if before > len(log) {
 		before = 0
 	}
-	return domainSections(log[before:], g.DomID)
+	return ctxOut + domainSections(log[before:], g.DomID)
 }
 
 // domainSections keeps the parts of a 'q' and 'e' debug-key dump that are
