@@ -23,6 +23,12 @@ func powerOff(code int) {
 		kprintDec(strayLate)
 		kprint(" LAPIC vectors handled late)\n")
 	}
+	if xenPolled != 0 {
+		// Worth knowing: see xenPoll.
+		kprint("unikgo: ")
+		kprintDec(xenPolled)
+		kprint(" events found pending with no upcall announced; taken by polling\n")
+	}
 	if verbose && platformShutdown == nil {
 		kprint("unikgo: exit status ")
 		kprintDec(uint64(code))

@@ -75,6 +75,7 @@ var (
 	strayVectors [4]uint64
 	strayPending uint64
 	strayLate    uint64
+	strayTold    bool
 )
 
 // runStrays acknowledges and handles the LAPIC interrupts strayInterrupt
@@ -83,6 +84,12 @@ var (
 // hypervisor, which may deliver another stray: it is noted and handled in
 // the same loop.
 func runStrays() {
+	if !strayTold && atomic.LoadUint64(&strayCount) != 0 {
+		// Once, as it happens: a guest that never exits never prints
+		// the count (powerOff).
+		strayTold = true
+		kprint("unikgo: an interrupt came while interrupts were off; handled later (counted at exit)\n")
+	}
 	for atomic.LoadUint64(&strayPending) != 0 {
 		atomic.StoreUint64(&strayPending, 0)
 		for w := range strayVectors {

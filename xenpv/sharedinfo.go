@@ -117,6 +117,38 @@ func ScanEvents(fn func(port uint32)) {
 	}
 }
 
+// PollEvents hands fn every pending unmasked port as ScanEvents does, but
+// looks at every word of the pending bitmap instead of the selector, and
+// leaves upcall_pending alone: it finds an event whatever became of its
+// upcall. It returns how many ports it found, and how many of them were
+// unannounced: Xen sets a port's pending bit, then its selector bit, then
+// upcall_pending, so a pending unmasked port whose selector bit and
+// upcall_pending are both clear is one whose upcall would never come
+// (but for the instant between Xen's first two steps).
+func PollEvents(fn func(port uint32)) (found, unannounced int) {
+	sel := atomic.LoadUint64((*uint64)(at(vcpuPendingSel)))
+	quiet := *(*uint8)(at(vcpuUpcallPending)) == 0
+	for i := uintptr(0); i < NumPorts/64; i++ {
+		pend := (*uint64)(at(sharedPending + 8*i))
+		mask := (*uint64)(at(sharedMask + 8*i))
+		for {
+			w := atomic.LoadUint64(pend) &^ atomic.LoadUint64(mask)
+			if w == 0 {
+				break
+			}
+			b := uintptr(bits.TrailingZeros64(w))
+			atomic.OrUint64(mask, 1<<b)
+			atomic.AndUint64(pend, ^uint64(1<<b))
+			fn(uint32(i*64 + b))
+			found++
+			if quiet && sel&(1<<i) == 0 {
+				unannounced++
+			}
+		}
+	}
+	return found, unannounced
+}
+
 // Mask masks port.
 func Mask(port uint32) {
 	if port >= NumPorts {
