@@ -102,18 +102,7 @@ func ScanEvents(fn func(port uint32)) {
 	for sel != 0 {
 		i := uintptr(bits.TrailingZeros64(sel))
 		sel &^= 1 << i
-		pend := (*uint64)(at(sharedPending + 8*i))
-		mask := (*uint64)(at(sharedMask + 8*i))
-		for {
-			w := atomic.LoadUint64(pend) &^ atomic.LoadUint64(mask)
-			if w == 0 {
-				break
-			}
-			b := uintptr(bits.TrailingZeros64(w))
-			atomic.OrUint64(mask, 1<<b)
-			atomic.AndUint64(pend, ^uint64(1<<b))
-			fn(uint32(i*64 + b))
-		}
+		takeWord(i, fn)
 	}
 }
 
@@ -129,24 +118,32 @@ func PollEvents(fn func(port uint32)) (found, unannounced int) {
 	sel := atomic.LoadUint64((*uint64)(at(vcpuPendingSel)))
 	quiet := *(*uint8)(at(vcpuUpcallPending)) == 0
 	for i := uintptr(0); i < NumPorts/64; i++ {
-		pend := (*uint64)(at(sharedPending + 8*i))
-		mask := (*uint64)(at(sharedMask + 8*i))
-		for {
-			w := atomic.LoadUint64(pend) &^ atomic.LoadUint64(mask)
-			if w == 0 {
-				break
-			}
-			b := uintptr(bits.TrailingZeros64(w))
-			atomic.OrUint64(mask, 1<<b)
-			atomic.AndUint64(pend, ^uint64(1<<b))
-			fn(uint32(i*64 + b))
-			found++
-			if quiet && sel&(1<<i) == 0 {
-				unannounced++
-			}
+		n := takeWord(i, fn)
+		found += n
+		if quiet && sel&(1<<i) == 0 {
+			unannounced += n
 		}
 	}
 	return found, unannounced
+}
+
+// takeWord masks, clears and hands fn each pending unmasked port of word i
+// of the bitmaps, and returns how many.
+func takeWord(i uintptr, fn func(port uint32)) int {
+	pend := (*uint64)(at(sharedPending + 8*i))
+	mask := (*uint64)(at(sharedMask + 8*i))
+	n := 0
+	for {
+		w := atomic.LoadUint64(pend) &^ atomic.LoadUint64(mask)
+		if w == 0 {
+			return n
+		}
+		b := uintptr(bits.TrailingZeros64(w))
+		atomic.OrUint64(mask, 1<<b)
+		atomic.AndUint64(pend, ^uint64(1<<b))
+		fn(uint32(i*64 + b))
+		n++
+	}
 }
 
 // Mask masks port.
