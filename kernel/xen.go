@@ -42,6 +42,7 @@ func xenInit() {
 	} else if err := xenpv.SetUpcallVector(0, xenUpcallVector); err != nil {
 		kprint("unikgo: xen: cannot set the event upcall vector\n")
 	}
+	xenDebugInit()
 	platformShutdown = xenShutdown
 }
 

@@ -247,6 +247,15 @@ func TestXenstoreAndShutdownPVH(t *testing.T) {
 			t.Errorf("EventState lacks %q:\n%s", want, st)
 		}
 	}
+	// The 'q' key raised VIRQ_DEBUG, which the kernel answers with its
+	// threads on the console.
+	dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
+	if _, err := g.WaitConsole(dctx, regexp.MustCompile(`unikgo:   thread \d+ tid \d+ blocked`)); err != nil {
+		t.Errorf("no thread dump after VIRQ_DEBUG: %v\nconsole:\n%s", err, g.Console())
+	} else {
+		t.Logf("its kernel's dump:\n%s", strings.Join(regexp.MustCompile(`(?m)^unikgo: (state|  ).*$`).FindAllString(g.Console(), -1), "\n"))
+	}
+	dcancel()
 	if _, err := l.MustSucceed(ctx, "xl shutdown xs"); err != nil {
 		t.Fatal(err)
 	}

@@ -337,6 +337,12 @@ func (g *Guest) WaitShutdown(ctx context.Context) (ShutdownReason, error) {
 			if reason >= 0 {
 				return reason, nil // shut down; only xl's cleanup is outstanding
 			}
+			// What the guest was doing goes into the error: Xen's view
+			// of its events and vCPU, and (VIRQ_DEBUG) its kernel's
+			// threads, on its console.
+			ectx, ecancel := context.WithTimeout(context.Background(), time.Minute)
+			state := g.EventState(ectx)
+			ecancel()
 			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			derr := g.Destroy(dctx)
@@ -344,7 +350,7 @@ func (g *Guest) WaitShutdown(ctx context.Context) (ShutdownReason, error) {
 			if derr != nil {
 				msg = fmt.Sprintf("xenlab: guest %s (d%d) did not shut down: %v; destroy failed too: %v", g.Name, g.DomID, ctx.Err(), derr)
 			}
-			return -1, fmt.Errorf("%s; logs: %s, %s, %s", msg, g.ConsoleLogPath(), g.XLLogPath(), g.lab.XenLogPath())
+			return -1, fmt.Errorf("%s; logs: %s, %s, %s\nits state before:\n%s", msg, g.ConsoleLogPath(), g.XLLogPath(), g.lab.XenLogPath(), state)
 		case <-g.lab.qemuDone:
 			return -1, fmt.Errorf("xenlab: guest %s: QEMU exited before the guest shut down; see %s", g.Name, g.lab.XenLogPath())
 		case <-t.C:
