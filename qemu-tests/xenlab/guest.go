@@ -448,23 +448,36 @@ xl debug-keys q && xl debug-keys e`, g.DomID))
 }
 
 // domainSections keeps the parts of a 'q' and 'e' debug-key dump that are
-// about domain id.
+// about domain id, and the other domains' ports bound to it (their far
+// ends: "d=ID"), each under its domain's heading.
 func domainSections(dump string, id int) string {
 	heads := []string{"General information for domain ", "VCPU information and callbacks for domain ",
 		"Event channel information for domain "}
 	var b strings.Builder
-	keep := false
+	keep, peer := false, ""
 	for _, line := range strings.Split(strings.ReplaceAll(dump, "\r", ""), "\n") {
 		_, text, _ := strings.Cut(line, ") ") // "(XEN) " prefix
 		for _, h := range heads {
 			if rest, ok := strings.CutPrefix(text, h); ok {
 				keep = strings.TrimSuffix(strings.TrimSpace(rest), ":") == strconv.Itoa(id)
+				peer = ""
+				if !keep && h == heads[2] {
+					peer = text
+				}
 			}
 		}
 		if strings.HasPrefix(text, "'") || strings.HasPrefix(text, "Sched") {
-			keep = false // the next key's banner
+			keep, peer = false, "" // the next key's banner
 		}
-		if keep {
+		switch {
+		case keep:
+			b.WriteString(text)
+			b.WriteByte('\n')
+		case peer != "" && strings.Contains(text, fmt.Sprintf(" d=%d ", id)):
+			if !strings.HasPrefix(peer, "+") {
+				b.WriteString(peer + " (ports bound to domain " + strconv.Itoa(id) + ")\n")
+				peer = "+" + peer
+			}
 			b.WriteString(text)
 			b.WriteByte('\n')
 		}

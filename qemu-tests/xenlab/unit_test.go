@@ -150,6 +150,8 @@ func TestDomainSections(t *testing.T) {
 (XEN) Polling vCPUs: {}
 (XEN)     port [p/m/s]
 (XEN)        1 [0/0/1]: s=5 n=0 x=0 v=0
+(XEN)       33 [0/0/1]: s=3 n=0 x=0 d=7 p=1
+(XEN)       34 [1/0/1]: s=3 n=0 x=0 d=8 p=1
 (XEN) Event channel information for domain 7:
 (XEN) Polling vCPUs: {}
 (XEN)     port [p/m/s]
@@ -164,6 +166,8 @@ func TestDomainSections(t *testing.T) {
 VCPU information and callbacks for domain 7:
   UNIT0 affinities: hard={0-1} soft={0-1}
     VCPU0: CPU1 [has=F] poll=0 upcall_pend=01 upcall_mask=00
+Event channel information for domain 0: (ports bound to domain 7)
+      33 [0/0/1]: s=3 n=0 x=0 d=7 p=1
 Event channel information for domain 7:
 Polling vCPUs: {}
     port [p/m/s]
