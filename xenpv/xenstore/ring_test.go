@@ -269,3 +269,42 @@ func TestNewRingConnRejectsBadPage(t *testing.T) {
 		}()
 	}
 }
+
+// TestRingLostNotificationResent: a request whose notification the peer
+// lost is notified again while the guest waits for the reply, so the
+// exchange completes. The server here drops the first notification it
+// gets, as a xenstored that missed it would.
+func TestRingLostNotificationResent(t *testing.T) {
+	page := make([]byte, RingInterfaceSize)
+	toServer, toGuest := newPendingBit(), newPendingBit()
+	var dropped atomic.Bool
+	guest := NewRingConn(page, func() error {
+		if dropped.CompareAndSwap(false, true) {
+			return nil // lost
+		}
+		return toServer.notify()
+	}, toGuest.wait)
+	server := NewRingServerConn(page, toGuest.notify, toServer.wait)
+	go func() {
+		// The server only looks at the ring when notified.
+		buf := make([]byte, 16)
+		if toServer.wait(context.Background()) != nil {
+			return
+		}
+		n, _ := server.Read(buf)
+		server.Write(buf[:n])
+	}()
+	if _, err := guest.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	buf := make([]byte, 16)
+	n, err := guest.ReadContext(ctx, buf)
+	if err != nil || string(buf[:n]) != "ping" {
+		t.Fatalf("reply %q, %v; want \"ping\"", buf[:n], err)
+	}
+	if guest.Kicks() == 0 {
+		t.Error("no notification was re-sent")
+	}
+}
