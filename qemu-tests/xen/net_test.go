@@ -105,7 +105,7 @@ func serverGuest(t *testing.T, pkg string, cfg xenlab.GuestConfig, ready string,
 		t.Fatalf("creating guest: %v", err)
 	}
 	t.Cleanup(func() { g.Destroy(context.Background()) })
-	if _, err := g.WaitConsole(ctx, regexp.MustCompile(ready)); err != nil {
+	if _, err := waitConsole(ctx, t, g, regexp.MustCompile(ready)); err != nil {
 		t.Fatalf("%v\nconsole:\n%s", err, g.Console())
 	}
 	run := func(what, script string) string {
