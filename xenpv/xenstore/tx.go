@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -130,6 +131,9 @@ func (c *Client) Transaction(ctx context.Context, fn func(tx *Tx) error) error {
 				return errors.Join(err, aerr)
 			}
 			if errors.Is(err, syscall.EAGAIN) {
+				if err := conflictBackoff(ctx, attempt); err != nil {
+					return err
+				}
 				continue
 			}
 			return err
@@ -144,11 +148,28 @@ func (c *Client) Transaction(ctx context.Context, fn func(tx *Tx) error) error {
 			tx.abortDetached(ctx) // only if the commit was never sent
 			return err
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if err := conflictBackoff(ctx, attempt); err != nil {
+			return err
 		}
 	}
 	return fmt.Errorf("xenstore: transaction still conflicting after %d attempts: %w", MaxTransactionAttempts, err)
+}
+
+// conflictBackoff waits a random while before attempt+1 of a transaction
+// whose commit conflicted: up to 100 us times the attempts so far, at most
+// 10 ms. Clients that retry at once keep conflicting with each other (one
+// lost all 64 attempts to three others under load); spread out, each gets
+// its turn.
+func conflictBackoff(ctx context.Context, attempt int) error {
+	max := min(time.Duration(attempt+1)*100*time.Microsecond, 10*time.Millisecond)
+	t := time.NewTimer(rand.N(max) + 1)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func (tx *Tx) usable() error {
