@@ -57,6 +57,10 @@ type cpuStacks struct {
 
 var stacks [1]cpuStacks // only the boot CPU for now
 
+// IST1's bounds, for trapCommon's check that an interrupt did not come
+// while the CPU was still on IST1 (lostFrame): ist1Lo < RSP <= ist1Hi.
+var ist1Lo, ist1Hi uint64
+
 func top(b []byte) uintptr { return (uintptr(unsafe.Pointer(&b[0])) + uintptr(len(b))) &^ 15 }
 
 func align(p, a uintptr) uintptr { return (p + a - 1) &^ (a - 1) }
@@ -93,6 +97,7 @@ func (c *percpu) loadTables(s *cpuStacks) {
 	}
 	put64(4, uint64(top(s.sysBuf[:])))
 	put64(36, uint64(top(s.ist1Buf[:])))
+	ist1Lo, ist1Hi = uint64(uintptr(unsafe.Pointer(&s.ist1Buf[0]))), uint64(top(s.ist1Buf[:]))
 	put64(44, uint64(top(s.ist2Buf[:])))
 	put64(52, uint64(top(s.ist3Buf[:])))
 	tb[102], tb[103] = 104, 0
@@ -183,6 +188,7 @@ func trapCommon()
 func trapRestore()
 func strayInterrupt()
 func idleLoop()
+func idleLoopAddr() uintptr
 func syscallEntry()
 func enterFrame(f uintptr)
 func rt0Addr() uintptr
@@ -202,6 +208,7 @@ func haltForever()
 func fxsaveTo(p uintptr)
 func intTimerVector()
 func intUpcallVector()
+func lostFrameTest()
 
 // stubAddr returns the entry stub address of IDT vector v (stubs_amd64.s).
 func stubAddr(v uintptr) uintptr

@@ -29,6 +29,11 @@
 // Offsets of the words a stub and the CPU pushed, from SP at trapCommon.
 #define ST_VECTOR 0
 #define ST_RFLAGS 32
+#define ST_RSP 40
+
+// Set in a frame's vector when the interrupt came while the CPU ran on the
+// interrupt stack (frame.go's vecFrameLost); checked by TestStrayVectors.
+#define FRAME_LOST $0x200
 
 // Vectors (xen.go's xenUpcallVector, time.go's spuriousVector); checked by
 // TestStrayVectors.
@@ -44,6 +49,24 @@ TEXT ·trapCommon(SB),NOSPLIT|NOFRAME,$0
 	JEQ	frame // SYSCALL: already on the kernel stack
 	CMPQ	ST_VECTOR(SP), $32
 	JB	move
+	// An external interrupt that came while the CPU was still on the
+	// interrupt stack (IST1: in a stub, before the move below, or in
+	// strayInterrupt) was delivered against IF, and the CPU, starting
+	// again at IST1's top, wrote its frame over the one the code it
+	// interrupted was still using. Nested SVM under TCG does this when it
+	// delivers an interrupt twice. trap() resumes what that frame had
+	// interrupted if it can (lostFrame).
+	PUSHQ	AX
+	MOVQ	(ST_RSP+8)(SP), AX
+	CMPQ	AX, ·ist1Lo(SB)
+	JLS	notlost
+	CMPQ	AX, ·ist1Hi(SB)
+	JHI	notlost
+	POPQ	AX
+	ORQ	FRAME_LOST, ST_VECTOR(SP)
+	JMP	move
+notlost:
+	POPQ	AX
 	// An external interrupt that came while the interrupted code had
 	// interrupts off (the kernel: threads always run with them on) was
 	// delivered against IF, as nested SVM under TCG does now and then.
@@ -201,9 +224,17 @@ strayDone:
 // restore.
 TEXT ·idleLoop(SB),NOSPLIT|NOFRAME,$0
 	MOVQ	PC_IDLETOP(GS), SP
+	MOVQ	$0, PC_IDLING(GS)
+	CMPQ	·idleResume(SB), $0
+	JEQ	again
+	// Resumed by lostFrame after an interrupt it handled: poll first.
+	MOVQ	$0, ·idleResume(SB)
+	JMP	poll
 again:
 	CMPQ	·strayPending(SB), $0
 	JNE	poll // a stray interrupt was noted: see to it before halting
+	CMPQ	·lostTest(SB), $0
+	JNE	losttest
 	MOVQ	$1, PC_IDLING(GS)
 	STI
 	HLT
@@ -218,6 +249,24 @@ poll:
 	JEQ	again
 	MOVQ	AX, SP
 	JMP	·trapRestore(SB)
+losttest:
+	// unikgo.losttest: an interrupt taken on IST1's top frame, as a
+	// second delivery of one just taken from HLT would be. lostFrame
+	// must resume the idle loop.
+	MOVQ	$0, ·lostTest(SB)
+	MOVQ	$1, PC_IDLING(GS)
+	JMP	·lostFrameTest(SB)
+
+// func lostFrameTest()
+// Takes an interrupt (the timer's vector, by INT) on IST1's top frame, as
+// a second delivery right after a first would be: for unikgo.losttest
+// (from idleLoop, which lostFrame resumes) and unikgo.lostfaulttest (from
+// kernel code, a kernel fault). It does not return.
+TEXT ·lostFrameTest(SB),NOSPLIT|NOFRAME,$0-0
+	MOVQ	·ist1Hi(SB), SP
+	SUBQ	$40, SP
+	BYTE	$0xcd; BYTE $0x20
+	JMP	·haltForever(SB) // not reached
 
 // func syscallEntry()
 // SYSCALL at CPL 0: RCX = return RIP, R11 = RFLAGS, interrupts masked by
@@ -336,6 +385,12 @@ loop:
 TEXT ·fxsaveTo(SB),NOSPLIT,$0-8
 	MOVQ	p+0(FP), AX
 	FXSAVE64	(AX)
+	RET
+
+// func idleLoopAddr() uintptr
+TEXT ·idleLoopAddr(SB),NOSPLIT,$0-8
+	LEAQ	·idleLoop(SB), AX
+	MOVQ	AX, ret+0(FP)
 	RET
 
 // func stubAddr(v uintptr) uintptr

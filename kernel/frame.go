@@ -15,6 +15,10 @@ const (
 	trapFrameSize = 22 * 8
 	vecSyscall    = 0x100 // Vector of a frame built by syscallEntry
 	vecPageFault  = 14    // #PF, the one vector whose entry saves CR2 (entry_amd64.s)
+	// vecFrameLost is set in Vector by trapCommon when the interrupt came
+	// while the CPU was on IST1 and so overwrote the frame at its top
+	// (lostFrame).
+	vecFrameLost = 0x200
 
 	selCode = 0x08
 	selData = 0x10

@@ -121,7 +121,8 @@ func TestRxRingLayout(t *testing.T) {
 }
 
 // TestStrayVectors: the vectors strayInterrupt (entry_amd64.s) tells
-// apart are the kernel's, and so are the ones unikgo.straytest raises.
+// apart are the kernel's, and so are the ones unikgo.straytest raises and
+// the flag trapCommon sets for lostFrame.
 func TestStrayVectors(t *testing.T) {
 	src, err := os.ReadFile("entry_amd64.s")
 	if err != nil {
@@ -130,6 +131,7 @@ func TestStrayVectors(t *testing.T) {
 	for _, want := range []string{
 		fmt.Sprintf("#define SPURIOUS_VECTOR $%#x\n", spuriousVector),
 		fmt.Sprintf("#define XEN_UPCALL_VECTOR $%#x\n", xenUpcallVector),
+		fmt.Sprintf("#define FRAME_LOST $%#x\n", vecFrameLost),
 		fmt.Sprintf("BYTE\t$0xcd; BYTE $%#x\n", timerVector),
 		fmt.Sprintf("BYTE\t$0xcd; BYTE $%#x\n", xenUpcallVector),
 	} {

@@ -23,6 +23,12 @@ func powerOff(code int) {
 		kprintDec(strayLate)
 		kprint(" LAPIC vectors handled late)\n")
 	}
+	if lostFrames != 0 {
+		// See lostFrame.
+		kprint("unikgo: ")
+		kprintDec(lostFrames)
+		kprint(" interrupt frames overwritten by a second delivery; the idle loop resumed\n")
+	}
 	if xenPolled != 0 {
 		// Worth knowing: see xenPoll.
 		kprint("unikgo: ")

@@ -147,6 +147,18 @@ func kernelMain() {
 		intTimerVector()
 		intUpcallVector()
 	}
+	if line.Option("losttest") {
+		// Exercises lostFrame in the boot tests: the first time the
+		// kernel idles, an interrupt taken on IST1's top frame, as a
+		// second delivery right after a wake-up from HLT would be. The
+		// idle loop must resume and the program run as usual.
+		lostTest = 1
+	}
+	if line.Option("lostfaulttest") {
+		// The same from kernel code: the frame lost is not the idle
+		// loop's, so this is a kernel fault (exit status 125).
+		lostFrameTest()
+	}
 	if line.Option("faulttest") {
 		// Exercises the kernel-fault report (registers, symbolized
 		// backtrace, exit status 125) in the boot tests.

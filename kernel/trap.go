@@ -20,6 +20,9 @@ func trap(f *TrapFrame) {
 	if profiling {
 		t0 = x86.RDTSC()
 	}
+	if f.Vector&vecFrameLost != 0 {
+		lostFrame(c, f)
+	}
 	if c.idling != 0 {
 		// Interrupted the idle loop: handle the event; idlePoll picks a
 		// thread when we return there.
@@ -105,6 +108,63 @@ func runStrays() {
 		}
 	}
 }
+
+// Interrupt frames overwritten by an interrupt delivered on top of them
+// (lostFrame): how many, and whether the console was told.
+var (
+	lostFrames uint64
+	lostTold   bool
+	lostTest   uint64 // unikgo.losttest: idleLoop raises one (entry_amd64.s)
+	idleResume uint64 // idleLoop polls before it halts (lostFrame)
+)
+
+// lostFrame handles an interrupt trapCommon found to have come while the
+// CPU was still on IST1: in an entry stub, before trapCommon moved the
+// frame off IST1, or in strayInterrupt. Delivered at IST1's top again, its
+// frame overwrote the one the interrupted entry still needed, so where
+// that one was to return is gone. Only a delivery against IF can do this:
+// nested SVM under QEMU TCG delivers an interrupt a second time now and
+// then, right after the first. If the lost frame had interrupted the idle
+// loop (halted, no trap in progress), nothing is lost that the idle loop
+// needs: f is made to resume idleLoop, which polls before it halts again. A thread's lost frame cannot be rebuilt: that is a kernel fault,
+// reported as such rather than left to hang.
+func lostFrame(c *percpu, f *TrapFrame) {
+	f.Vector &^= vecFrameLost
+	if c.idling == 0 || c.nest != 0 {
+		kprint("\nunikgo: interrupt ")
+		kprintDec(f.Vector)
+		kprint(" came while the CPU was entering another and overwrote the frame of the thread that one had interrupted: that thread cannot go on (an interrupt delivered twice, as nested virtualization under QEMU TCG does)\n")
+		kernelFault(c, f)
+	}
+	// The entry stub the second delivery interrupted was another vector's:
+	// that interrupt, in service at the LAPIC, is handled late (runStrays).
+	if v, ok := stubVector(f.RIP); ok && v != f.Vector && v >= 32 && v != spuriousVector &&
+		!(v == xenUpcallVector && onXen && xenUpcallNoEOI) {
+		atomic.OrUint64(&strayVectors[v/64], 1<<(v%64))
+		atomic.StoreUint64(&strayPending, 1)
+	}
+	lostFrames++
+	if !lostTold {
+		lostTold = true
+		kprint("unikgo: an interrupt came while the CPU was entering another and overwrote its frame; the idle loop it had interrupted was resumed (counted at exit)\n")
+	}
+	idleResume = 1
+	*f = TrapFrame{Vector: f.Vector, RIP: uint64(idleLoopAddr()), CS: selCode, RFLAGS: 2, RSP: uint64(c.idleTop), SS: selData}
+}
+
+// stubVector returns the IDT vector whose entry stub holds rip.
+func stubVector(rip uint64) (uint64, bool) {
+	for v := uintptr(0); v < 256; v++ {
+		if a := uint64(stubAddr(v)); rip >= a && rip < a+stubSize {
+			return uint64(v), true
+		}
+	}
+	return 0, false
+}
+
+// stubSize bounds an entry stub's code (stubs_amd64.s: two pushes and a
+// jump, 12 bytes).
+const stubSize = 16
 
 func irq(c *percpu, f *TrapFrame, inThread bool) {
 	if f.Vector == spuriousVector {

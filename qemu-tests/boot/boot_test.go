@@ -479,3 +479,25 @@ func TestStrayInterrupt(t *testing.T) {
 	r := boot(t, image(t, "./examples/hello"), "unikgo.straytest hello", time.Minute)
 	expect(t, r, 0, "Hello from unikgo!", "unikgo: 2 interrupts came while interrupts were off (2 LAPIC vectors handled late)\n")
 }
+
+// TestLostFrame: an interrupt delivered again while the CPU is still
+// entering the first (nested SVM under TCG does this) overwrites the
+// first's frame on the interrupt stack. unikgo.losttest takes one that way
+// the first time the kernel idles: the idle loop must be resumed and the
+// program run as usual. From kernel code (unikgo.lostfaulttest) the lost
+// frame cannot be rebuilt: a kernel fault that says so, not a hang.
+func TestLostFrame(t *testing.T) {
+	t.Parallel()
+	r := boot(t, image(t, "./qemu-tests/boot/testdata/clock"), "unikgo.losttest clock", 2*time.Minute)
+	expect(t, r, 0, "unikgo: an interrupt came while the CPU was entering another and overwrote its frame; the idle loop it had interrupted was resumed",
+		"unikgo: 1 interrupt frames overwritten by a second delivery; the idle loop resumed\n")
+	if n := strings.Count(r.out, "\nclock: "); n != 21 {
+		t.Errorf("%d clock lines, want 21:\n%s", n, r.out)
+	}
+	r = boot(t, image(t, "./examples/hello"), "unikgo.lostfaulttest hello", time.Minute)
+	expect(t, r, 125, "unikgo: interrupt 32 came while the CPU was entering another and overwrote the frame of the thread that one had interrupted: that thread cannot go on",
+		"unikgo: kernel fault: vector 32")
+	if strings.Contains(r.out, "Hello from unikgo!") {
+		t.Errorf("the program ran after its kernel's frame was lost:\n%s", r.out)
+	}
+}
