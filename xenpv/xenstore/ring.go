@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unsafe"
 )
 
@@ -91,8 +90,6 @@ type RingConn struct {
 	evMu      sync.Mutex
 	evCh      chan struct{}
 	evWaiting bool
-
-	kicks atomic.Uint64 // notifications re-sent (waitKicking)
 
 	closeCtx  context.Context
 	closeFn   context.CancelFunc
@@ -362,7 +359,7 @@ func (r *RingConn) waitEvent(ctx context.Context, ev chan struct{}) error {
 
 	wctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(r.closeCtx, cancel)
-	err := r.waitKicking(wctx)
+	err := r.wait(wctx)
 	stop()
 	cancel()
 
@@ -383,40 +380,6 @@ func (r *RingConn) waitEvent(ctx context.Context, ev chan struct{}) error {
 	}
 	return nil
 }
-
-// Re-sent events: while bytes we wrote sit unread, the waiter notifies
-// xenstored again after firstKick, then at doubling intervals up to
-// maxKick. The lab has shown requests left unread in the ring, with
-// xenstored never seeing them (its access log), while everything else went
-// on: the only sign of a lost notification, and an extra one is harmless.
-const (
-	firstKick = 100 * time.Millisecond
-	maxKick   = 3200 * time.Millisecond
-)
-
-// waitKicking is wait, notifying the peer again now and then while it
-// leaves our bytes unread (see firstKick).
-func (r *RingConn) waitKicking(ctx context.Context) error {
-	for d := firstKick; ; d = min(2*d, maxKick) {
-		if r.outCon.Load() == r.outProd.Load() {
-			return r.wait(ctx)
-		}
-		tctx, cancel := context.WithTimeout(ctx, d)
-		err := r.wait(tctx)
-		timedOut := err != nil && ctx.Err() == nil && tctx.Err() != nil
-		cancel()
-		if !timedOut {
-			return err
-		}
-		r.kicks.Add(1)
-		if err := r.notify(); err != nil {
-			return err
-		}
-	}
-}
-
-// Kicks returns how many notifications waitKicking re-sent.
-func (r *RingConn) Kicks() uint64 { return r.kicks.Load() }
 
 // copyOut copies len(dst) bytes from ring data starting at index pos.
 // len(dst) <= RingSize.
