@@ -54,8 +54,8 @@ func dumpState() {
 	kprint(", ")
 	kprintDec(strayCount)
 	kprint(" strays, ")
-	kprintDec(xenPolled)
-	kprint(" events polled\n")
+	kprintDec(lostFrames)
+	kprint(" lost frames\n")
 	for i := range live() {
 		t := &threads[i]
 		if t.state == tsFree {

@@ -29,12 +29,6 @@ func powerOff(code int) {
 		kprintDec(lostFrames)
 		kprint(" interrupt frames overwritten by a second delivery; the idle loop resumed\n")
 	}
-	if xenPolled != 0 {
-		// Worth knowing: see xenPoll.
-		kprint("unikgo: ")
-		kprintDec(xenPolled)
-		kprint(" events found pending with no upcall announced; taken by polling\n")
-	}
 	if verbose && platformShutdown == nil {
 		kprint("unikgo: exit status ")
 		kprintDec(uint64(code))

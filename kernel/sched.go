@@ -181,7 +181,6 @@ func idlePoll() uintptr {
 	c := &cpus[0]
 	c.nest++
 	runStrays()
-	xenPoll()
 	expireTimers(nanotime())
 	var ret uintptr
 	if i := runqPop(); i >= 0 {
@@ -240,12 +239,6 @@ func armTimer(c *percpu) {
 			next, why = n, timerForProfile
 		}
 		profTimerWhy = why
-	}
-	if idle := c.cur < 0; idle && onXen {
-		// The idle poll's deadline (xenPoll).
-		if d := nanotime() + xenPollEvery; next == 0 || d < next {
-			next = d
-		}
 	}
 	timerArm(next, c.cur < 0)
 }

@@ -83,27 +83,3 @@ func xenShutdown(code int) {
 func xenUpcall() {
 	xenpv.ScanEvents(evtchnFired)
 }
-
-// xenPollEvery bounds how long an idle Xen guest halts: then it polls.
-const xenPollEvery = 500_000_000 // 0.5 s
-
-// xenPolled counts the events xenPoll found unannounced (see
-// xenpv.PollEvents), reported at exit.
-var xenPolled uint64
-
-// xenPoll runs each time the idle loop wakes, and at least every
-// xenPollEvery while idle: it takes every pending unmasked event, whether
-// or not its upcall came. The upcall is an interrupt, and the lab's nested
-// SVM has been seen to deliver interrupts wrongly (strayInterrupt); a lost
-// upcall would leave the guest halted for good with an event pending,
-// which the poll turns into a delay. An event found here may also be one
-// whose upcall is on its way, which then finds nothing.
-func xenPoll() {
-	if onXen {
-		_, lost := xenpv.PollEvents(evtchnFired)
-		if lost != 0 && xenPolled == 0 {
-			kprint("unikgo: xen: an event was pending with no upcall announced; taken by polling (counted at exit)\n")
-		}
-		xenPolled += uint64(lost)
-	}
-}

@@ -106,27 +106,6 @@ func ScanEvents(fn func(port uint32)) {
 	}
 }
 
-// PollEvents hands fn every pending unmasked port as ScanEvents does, but
-// looks at every word of the pending bitmap instead of the selector, and
-// leaves upcall_pending alone: it finds an event whatever became of its
-// upcall. It returns how many ports it found, and how many of them were
-// unannounced: Xen sets a port's pending bit, then its selector bit, then
-// upcall_pending, so a pending unmasked port whose selector bit and
-// upcall_pending are both clear is one whose upcall would never come
-// (but for the instant between Xen's first two steps).
-func PollEvents(fn func(port uint32)) (found, unannounced int) {
-	sel := atomic.LoadUint64((*uint64)(at(vcpuPendingSel)))
-	quiet := *(*uint8)(at(vcpuUpcallPending)) == 0
-	for i := uintptr(0); i < NumPorts/64; i++ {
-		n := takeWord(i, fn)
-		found += n
-		if quiet && sel&(1<<i) == 0 {
-			unannounced += n
-		}
-	}
-	return found, unannounced
-}
-
 // takeWord masks, clears and hands fn each pending unmasked port of word i
 // of the bitmaps, and returns how many.
 func takeWord(i uintptr, fn func(port uint32)) int {

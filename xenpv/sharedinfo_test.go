@@ -89,42 +89,6 @@ func TestScanEvents(t *testing.T) {
 	}
 }
 
-// TestPollEvents: the poll finds pending unmasked ports in every word,
-// whatever the selector and upcall_pending say, and hands each over
-// masked and cleared, as ScanEvents does.
-func TestPollEvents(t *testing.T) {
-	page := simPage(t)
-	for _, p := range []uint32{4095, 2, 200, 201} {
-		setBit(page, sharedPending, p)
-	}
-	setBit(page, sharedMask, 201)
-	// Lost upcalls (no selector bit, upcall_pending clear) but for port
-	// 200's, whose selector bit Xen set.
-	binary.LittleEndian.PutUint64(page[vcpuPendingSel:], 1<<(200/64))
-	var got []uint32
-	n, lost := PollEvents(func(p uint32) { got = append(got, p) })
-	if diff := cmp.Diff([]uint32{2, 200, 4095}, got); diff != "" || n != 3 || lost != 2 {
-		t.Errorf("PollEvents = %d, %d (want 3, 2); ports (-want +got):\n%s", n, lost, diff)
-	}
-	for _, p := range got {
-		if bit(page, sharedPending, p) || !bit(page, sharedMask, p) {
-			t.Errorf("port %d delivered but not masked and cleared", p)
-		}
-	}
-	if !bit(page, sharedPending, 201) {
-		t.Error("masked port 201 lost its pending bit")
-	}
-	if n, _ := PollEvents(func(uint32) {}); n != 0 {
-		t.Errorf("a second poll found %d ports", n)
-	}
-	// With upcall_pending set, nothing found is unannounced.
-	setBit(page, sharedPending, 7)
-	page[vcpuUpcallPending] = 1
-	if n, lost := PollEvents(func(uint32) {}); n != 1 || lost != 0 {
-		t.Errorf("PollEvents with an upcall announced = %d, %d; want 1, 0", n, lost)
-	}
-}
-
 // TestUnmask covers Mask/Unmask for a port with no event pending. The
 // pending case ends in EVTCHNOP_unmask, a hypercall, so it is covered in
 // the Xen lab (qemu-tests/xen TestXenstoreAndShutdownPVH, which lost
