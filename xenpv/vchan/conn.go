@@ -303,7 +303,16 @@ func (c *Conn) tryWrite(p []byte, atLeast uint32) (int, error) {
 		return 0, nil
 	}
 	n := min(uint32(len(p)), space)
+	wasRead := c.out.idx.prod.Load() == c.out.idx.cons.Load()
 	c.out.produce(p[:n])
+	if wasRead {
+		// A sleeper that found nothing of ours unread armed no re-send
+		// (kickDelay); woken, it looks again and arms one. Without this
+		// a reader that went to sleep before another goroutine wrote
+		// its request never re-sent it (a lab QubesDB sync waited out
+		// its deadline so, the request unread).
+		c.broadcast()
+	}
 	return int(n), c.notifyPeer(NotifyWrite)
 }
 

@@ -21,7 +21,18 @@ func get32(page []byte, off int) uint32 {
 // before it reads. A request written right after Dial has its event
 // coalesce with the arrival's; the client, waiting for the answer with its
 // request unread, must send its event again, or both ends wait forever.
+// It must do so whether its reader went to sleep after the request was
+// written or before (QubesDB's client reads while another goroutine
+// writes; a lab sync waited out its deadline so).
 func TestLostEventResent(t *testing.T) {
+	for _, readFirst := range []bool{false, true} {
+		t.Run(map[bool]string{false: "write then read", true: "read then write"}[readFirst], func(t *testing.T) {
+			testLostEventResent(t, readFirst)
+		})
+	}
+}
+
+func testLostEventResent(t *testing.T, readFirst bool) {
 	hv := host.New()
 	page, ev := fakeServer(t, hv, 10, 11, func([]byte) {}, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -31,17 +42,8 @@ func TestLostEventResent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	req := []byte("request")
-	if _, err := cli.Write(req); err != nil {
-		t.Fatal(err)
-	}
-	<-ev.Events() // the arrival and the request's event, coalesced
-	if live := vchan.Live(page[vchan.OffsetCliLive]); live != vchan.LiveConnected {
-		t.Fatalf("client live byte %d after Dial, want %d", live, vchan.LiveConnected)
-	}
-
 	answer := make(chan string, 1)
-	go func() {
+	read := func() {
 		buf := make([]byte, 64)
 		n, err := cli.Read(buf)
 		if err != nil {
@@ -49,7 +51,29 @@ func TestLostEventResent(t *testing.T) {
 			return
 		}
 		answer <- string(buf[:n])
-	}()
+	}
+	asked := func() bool {
+		return uint8(get32(page, vchan.OffsetCliLive)>>((vchan.OffsetSrvNotify-vchan.OffsetCliLive)*8))&vchan.NotifyWrite != 0
+	}
+	if readFirst {
+		go read()
+		// The reader asks for the server's writes just before it sleeps.
+		for !asked() {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	req := []byte("request")
+	if _, err := cli.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	<-ev.Events() // the arrival and the request's event, coalesced
+	if live := vchan.Live(uint8(get32(page, vchan.OffsetCliLive))); live != vchan.LiveConnected {
+		t.Fatalf("client live byte %d after Dial, want %d", live, vchan.LiveConnected)
+	}
+	if !readFirst {
+		go read()
+	}
 	start := time.Now()
 	select {
 	case <-ev.Events():
@@ -66,7 +90,7 @@ func TestLostEventResent(t *testing.T) {
 	put32(page, vchan.OffsetRightProd, uint32(len("answer")))
 	// The client asks for this event in srv_notify; it may not have asked
 	// yet, and then it finds the answer when it looks again.
-	if uint8(get32(page, vchan.OffsetCliLive)>>((vchan.OffsetSrvNotify-vchan.OffsetCliLive)*8))&vchan.NotifyWrite != 0 {
+	if asked() {
 		if err := ev.Notify(); err != nil {
 			t.Fatal(err)
 		}
