@@ -99,9 +99,20 @@ func Open(h Host, a Addr) (*Device, error) {
 	if !a.valid() {
 		return nil, fmt.Errorf("pci: address %v out of range", a)
 	}
+	d := probe(h, a)
+	if d == nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoDevice, a)
+	}
+	return d, nil
+}
+
+// probe reads the identification of the function at a (a valid address),
+// or returns nil if none answers there. Enumerate calls it for each of
+// the 8192 slots, most of them empty: no error is built for those.
+func probe(h Host, a Addr) *Device {
 	v := h.ReadConfig(a, RegVendor, 4)
 	if uint16(v) == 0xffff || uint16(v) == 0 {
-		return nil, fmt.Errorf("%w: %v", ErrNoDevice, a)
+		return nil
 	}
 	d := &Device{Host: h, Addr: a, Vendor: uint16(v), ID: uint16(v >> 16)}
 	rc := h.ReadConfig(a, RegRevision, 4)
@@ -114,7 +125,7 @@ func Open(h Host, a Addr) (*Device, error) {
 		s := h.ReadConfig(a, RegSubVendor, 4)
 		d.SubsystemVendor, d.Subsystem = uint16(s), uint16(s>>16)
 	}
-	return d, nil
+	return d
 }
 
 // Enumerate scans every bus for functions: buses 0-255, devices 0-31, and
@@ -124,8 +135,8 @@ func Enumerate(h Host) []*Device {
 	var out []*Device
 	for bus := 0; bus < 256; bus++ {
 		for dev := uint8(0); dev < 32; dev++ {
-			d0, err := Open(h, Addr{uint8(bus), dev, 0})
-			if err != nil {
+			d0 := probe(h, Addr{uint8(bus), dev, 0})
+			if d0 == nil {
 				continue
 			}
 			out = append(out, d0)
@@ -133,7 +144,7 @@ func Enumerate(h Host) []*Device {
 				continue
 			}
 			for fn := uint8(1); fn < 8; fn++ {
-				if d, err := Open(h, Addr{uint8(bus), dev, fn}); err == nil {
+				if d := probe(h, Addr{uint8(bus), dev, fn}); d != nil {
 					out = append(out, d)
 				}
 			}

@@ -395,3 +395,18 @@ func TestMSIXBad(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkEnumerate scans a host with QEMU's q35-like handful of
+// functions: the boot path of every image with a PCI NIC or disk.
+func BenchmarkEnumerate(b *testing.B) {
+	h := pcitest.NewHost()
+	h.Add(pci.Addr{0, 0, 0}, pcitest.NewFunction(0x8086, 0x1237, 0x060000))
+	h.Add(pci.Addr{0, 1, 0}, pcitest.NewFunction(0x8086, 0x7000, 0x060100))
+	h.Add(pci.Addr{0, 2, 0}, pcitest.NewFunction(0x1af4, 0x1041, 0x020000))
+	b.ReportAllocs()
+	for b.Loop() {
+		if n := len(pci.Enumerate(h)); n != 3 {
+			b.Fatalf("%d functions, want 3", n)
+		}
+	}
+}
