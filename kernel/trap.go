@@ -126,8 +126,11 @@ var (
 // nested SVM under QEMU TCG delivers an interrupt a second time now and
 // then, right after the first. If the lost frame had interrupted the idle
 // loop (halted, no trap in progress), nothing is lost that the idle loop
-// needs: f is made to resume idleLoop, which polls before it halts again. A thread's lost frame cannot be rebuilt: that is a kernel fault,
-// reported as such rather than left to hang.
+// needs: f is made to resume idleLoop, which polls before it halts again.
+// A thread's lost frame cannot be rebuilt: that is a kernel fault,
+// reported as such rather than left to hang. (A second delivery that
+// lands in trapCommon rather than in a stub is assumed to be of the same
+// vector, as a repeated delivery is: the first's vector is gone too.)
 func lostFrame(c *percpu, f *TrapFrame) {
 	f.Vector &^= vecFrameLost
 	if c.idling == 0 || c.nest != 0 {
