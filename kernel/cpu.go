@@ -96,8 +96,8 @@ func (c *percpu) loadTables(s *cpuStacks) {
 		}
 	}
 	put64(4, uint64(top(s.sysBuf[:])))
-	put64(36, uint64(top(s.ist1Buf[:])))
 	ist1Lo, ist1Hi = uint64(uintptr(unsafe.Pointer(&s.ist1Buf[0]))), uint64(top(s.ist1Buf[:]))
+	put64(36, ist1Hi)
 	put64(44, uint64(top(s.ist2Buf[:])))
 	put64(52, uint64(top(s.ist3Buf[:])))
 	tb[102], tb[103] = 104, 0

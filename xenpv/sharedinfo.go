@@ -102,26 +102,18 @@ func ScanEvents(fn func(port uint32)) {
 	for sel != 0 {
 		i := uintptr(bits.TrailingZeros64(sel))
 		sel &^= 1 << i
-		takeWord(i, fn)
-	}
-}
-
-// takeWord masks, clears and hands fn each pending unmasked port of word i
-// of the bitmaps, and returns how many.
-func takeWord(i uintptr, fn func(port uint32)) int {
-	pend := (*uint64)(at(sharedPending + 8*i))
-	mask := (*uint64)(at(sharedMask + 8*i))
-	n := 0
-	for {
-		w := atomic.LoadUint64(pend) &^ atomic.LoadUint64(mask)
-		if w == 0 {
-			return n
+		pend := (*uint64)(at(sharedPending + 8*i))
+		mask := (*uint64)(at(sharedMask + 8*i))
+		for {
+			w := atomic.LoadUint64(pend) &^ atomic.LoadUint64(mask)
+			if w == 0 {
+				break
+			}
+			b := uintptr(bits.TrailingZeros64(w))
+			atomic.OrUint64(mask, 1<<b)
+			atomic.AndUint64(pend, ^uint64(1<<b))
+			fn(uint32(i*64 + b))
 		}
-		b := uintptr(bits.TrailingZeros64(w))
-		atomic.OrUint64(mask, 1<<b)
-		atomic.AndUint64(pend, ^uint64(1<<b))
-		fn(uint32(i*64 + b))
-		n++
 	}
 }
 
