@@ -500,7 +500,7 @@ func (d *Device) Start() error {
 	case IntrDedicated:
 		d.goForward(d.lines[0].C(), d.config)
 		for i, q := range d.queues {
-			d.goForward(d.lines[i+1].C(), q.ready)
+			q.wake = d.lines[i+1].C()
 		}
 	case IntrShared:
 		targets := []chan struct{}{d.config}
@@ -557,7 +557,7 @@ func (d *Device) poll() {
 		case <-t.C:
 		}
 		for _, q := range d.queues {
-			if q.pending() {
+			if q.Pending() > 0 {
 				signal(q.ready)
 			}
 		}

@@ -31,14 +31,17 @@
 // is outstanding, breaks the queue (ErrBroken) and never panics; a length
 // larger than the chain's device-writable bytes is reported with the
 // element (ErrLength). Notifications and interrupts: the driver notifies
-// unless the device sets VIRTQ_USED_F_NO_NOTIFY (2.4.7.2); neither
-// VIRTIO_F_EVENT_IDX nor indirect descriptors are negotiated.
+// unless the device sets VIRTQ_USED_F_NO_NOTIFY (2.4.7.2), and a queue
+// asks for no interrupts with VIRTQ_AVAIL_F_NO_INTERRUPT while its driver
+// polls it (SetInterrupts, 2.7.7); neither VIRTIO_F_EVENT_IDX nor
+// indirect descriptors are negotiated.
 //
 // Interrupts (4.1.4.5, 4.1.5.1.2). With MSI-X and enough vectors, the
 // configuration change and each queue get their own vector; with fewer,
 // one vector is shared; without MSI-X, or if the device refuses a vector
 // (reads back VIRTIO_MSI_NO_VECTOR), the driver polls the used rings and
-// the ISR status instead. Either way every queue has a Ready channel.
+// the ISR status instead. Either way every queue has a Ready channel; a
+// queue's own vector is its Ready channel, with no goroutine between.
 //
 // Shutdown. Close resets the device, waits for the reset to complete and
 // turns off bus mastering before the rings are freed, so a device cannot

@@ -18,7 +18,8 @@ const (
 	descFNext  = 1
 	descFWrite = 2
 
-	usedFNoNotify = 1 // VIRTQ_USED_F_NO_NOTIFY
+	availFNoInterrupt = 1 // VIRTQ_AVAIL_F_NO_INTERRUPT
+	usedFNoNotify     = 1 // VIRTQ_USED_F_NO_NOTIFY
 
 	usedElemSize = 8
 	maxQueueSize = 32768
@@ -71,7 +72,8 @@ type Queue struct {
 	availOff  int
 	usedOff   int
 	notifyOff uint64
-	ready     chan struct{}
+	ready     chan struct{}   // signalled by the poller or a shared vector's forwarder
+	wake      <-chan struct{} // what Ready returns: ready, or a dedicated vector's own channel
 
 	mu       sync.Mutex
 	next     []uint16 // the driver's own copy of descriptor links
@@ -79,6 +81,7 @@ type Queue struct {
 	freeHead uint16
 	numFree  int
 	availIdx uint16
+	flags    uint16 // the available ring's flags
 	lastUsed uint16
 	inflight int
 	broken   error
@@ -106,6 +109,7 @@ func newQueue(d *Device, index, size uint16, notifyOff uint64) (*Queue, error) {
 		availOff: availOff, usedOff: usedOff, notifyOff: notifyOff,
 		ready: make(chan struct{}, 1),
 	}
+	q.wake = q.ready
 	q.reinit()
 	return q, nil
 }
@@ -119,7 +123,7 @@ func (q *Queue) reinit() {
 		q.next[i] = uint16(i + 1)
 	}
 	q.freeHead, q.numFree = 0, int(q.size)
-	q.availIdx, q.lastUsed, q.inflight = 0, 0, 0
+	q.availIdx, q.lastUsed, q.inflight, q.flags = 0, 0, 0, 0
 }
 
 func (q *Queue) free() {
@@ -137,8 +141,44 @@ func (q *Queue) Size() int  { return int(q.size) }
 
 // Ready receives when the queue may have used elements (an interrupt, or
 // the poller saw some). Wake-ups coalesce: drain with Next until it says
-// there are none.
-func (q *Queue) Ready() <-chan struct{} { return q.ready }
+// there are none. The channel is fixed from Start on: with a vector of
+// its own, the queue is woken by the vector directly, with no goroutine
+// in between.
+func (q *Queue) Ready() <-chan struct{} { return q.wake }
+
+// SetInterrupts asks the device to interrupt when it uses a buffer (on)
+// or not to (off), with VIRTQ_AVAIL_F_NO_INTERRUPT (2.7.7). Off is a
+// hint the device may ignore. A driver that turns interrupts on before
+// it sleeps must call Next once more afterwards: an element used before
+// the device saw the flag cleared raised no interrupt.
+func (q *Queue) SetInterrupts(on bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.ring == nil {
+		return
+	}
+	f := q.flags &^ availFNoInterrupt
+	if !on {
+		f |= availFNoInterrupt
+	}
+	if f == q.flags {
+		return
+	}
+	q.flags = f
+	// A full barrier (XCHG), so the device's used index is read after it.
+	atomic.StoreUint32(q.u32(q.availOff), uint32(q.availIdx)<<16|uint32(f))
+}
+
+// Pending is the number of used elements Next has not taken yet, as the
+// device claims it (Next checks the claim).
+func (q *Queue) Pending() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.ring == nil || q.broken != nil {
+		return 0
+	}
+	return int(uint16(atomic.LoadUint32(q.u32(q.usedOff))>>16) - q.lastUsed)
+}
 
 // Free is the number of free descriptors.
 func (q *Queue) Free() int {
@@ -228,8 +268,8 @@ func (q *Queue) Add(token any, bufs ...Buffer) error {
 	slot := q.availOff + 4 + 2*int(q.availIdx%q.size)
 	binary.LittleEndian.PutUint16(q.ring[slot:], head)
 	q.availIdx++
-	// flags (0) and idx in one store, after the descriptors and the slot.
-	atomic.StoreUint32(q.u32(q.availOff), uint32(q.availIdx)<<16)
+	// flags and idx in one store, after the descriptors and the slot.
+	atomic.StoreUint32(q.u32(q.availOff), uint32(q.availIdx)<<16|uint32(q.flags))
 	return nil
 }
 
@@ -247,16 +287,6 @@ func (q *Queue) Kick() {
 		return
 	}
 	q.dev.notify.Write16(q.notifyOff, q.index)
-}
-
-// pending reports whether the used ring holds elements not taken yet.
-func (q *Queue) pending() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.ring == nil || q.broken != nil {
-		return false
-	}
-	return uint16(atomic.LoadUint32(q.u32(q.usedOff))>>16) != q.lastUsed
 }
 
 // Next takes the next used element (2.4.8). ok is false when there is

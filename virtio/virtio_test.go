@@ -652,6 +652,72 @@ func TestNoNotify(t *testing.T) {
 	r.checkClean(t)
 }
 
+// TestNoInterrupt: SetInterrupts(false) sets VIRTQ_AVAIL_F_NO_INTERRUPT,
+// which Add keeps; a device that honours it raises nothing, and Pending
+// still counts what it used.
+func TestNoInterrupt(t *testing.T) {
+	r := newRig(t, virtiotest.Config{Features: virtio.FeatureVersion1, MSIXVectors: 3, NumQueues: 1})
+	d, qs := r.start(t, true, 0, 8)
+	defer d.Close()
+	q, sq := qs[0], r.sim.Queue(0)
+	buf := alloc(t, r.mem, 64)
+	defer r.mem.Free(buf)
+	use := func(tok string) {
+		t.Helper()
+		if err := q.Add(tok, virtio.Buffer{Addr: buf.Phys, Len: 64, Writable: true}); err != nil {
+			t.Fatal(err)
+		}
+		q.Kick()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := sq.WaitPop(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sq.Complete(c, 3) // raises the vector at once, if it raises it
+	}
+	interrupted := func() bool {
+		select {
+		case <-q.Ready():
+			return true
+		default:
+			return false
+		}
+	}
+	if !sq.Interrupts() {
+		t.Fatal("NO_INTERRUPT set before SetInterrupts(false)")
+	}
+	q.SetInterrupts(false)
+	use("a")
+	use("b")
+	if sq.Interrupts() {
+		t.Error("the device sees interrupts wanted after SetInterrupts(false) and two Adds")
+	}
+	if interrupted() {
+		t.Error("interrupted with NO_INTERRUPT set")
+	}
+	if got := q.Pending(); got != 2 {
+		t.Errorf("Pending = %d, want 2", got)
+	}
+	q.SetInterrupts(true)
+	if !sq.Interrupts() {
+		t.Error("NO_INTERRUPT still set after SetInterrupts(true)")
+	}
+	use("c")
+	if !interrupted() {
+		t.Error("not interrupted with interrupts on")
+	}
+	for _, want := range []string{"a", "b", "c"} {
+		if u := wait(t, q); u.Token != want || u.Len != 3 {
+			t.Errorf("used %+v, want token %q, 3 bytes", u, want)
+		}
+	}
+	if got := q.Pending(); got != 0 {
+		t.Errorf("Pending = %d after taking all, want 0", got)
+	}
+	r.checkClean(t)
+}
+
 // TestConcurrent has many goroutines add and complete chains at once.
 func TestConcurrent(t *testing.T) {
 	r := newRig(t, virtiotest.Config{Features: virtio.FeatureVersion1, MSIXVectors: 3, NumQueues: 1, QueueSize: 64})

@@ -13,10 +13,13 @@
 //
 // Receiving (5.1.6.3, 5.1.6.4). Every receive descriptor is one buffer
 // of header plus the largest frame (header, 18 bytes of Ethernet and VLAN
-// header, MTU), so the device never needs more than one. A goroutine
-// takes used buffers and queues them for Receive, which copies the frame
-// out and gives the buffer straight back to the device (the ring is
-// refilled as it is consumed). Frames are checked before anyone sees
+// header, MTU), so the device never needs more than one. Receive takes
+// used buffers from the ring itself, copies the frame out and gives the
+// buffer straight back to the device (the ring is refilled as it is
+// consumed). While it finds buffers, the device's receive interrupts are
+// off (VIRTQ_AVAIL_F_NO_INTERRUPT, 2.7.7); they are asked for again only
+// before Receive sleeps, so a burst costs one interrupt, as Linux's NAPI
+// polling does. Frames are checked before anyone sees
 // them: a used length shorter than the header plus an Ethernet header,
 // longer than the buffer, a header asking for GSO or checksum offload
 // the driver did not negotiate, or num_buffers above 1 drops the frame
@@ -183,8 +186,9 @@ type NIC struct {
 	status   bool
 
 	rxMem, txMem *dma.Region
-	rxBuf, txBuf int // bytes per buffer
-	rxFrames     chan rxFrame
+	rxBuf, txBuf int           // bytes per buffer
+	rxPosted     int           // receive buffers, all with the device or Receive
+	rxTurn       chan struct{} // held by the Receive taking used buffers
 	txFree       chan int
 	rxMu         sync.Mutex // orders Add and Kick on the receive queue
 	rxSinceKick  int
@@ -201,11 +205,6 @@ type NIC struct {
 	txN, txBad   atomic.Uint64
 	calls        sync.WaitGroup
 	enterMu      sync.RWMutex
-}
-
-type rxFrame struct {
-	buf int // buffer index
-	n   uint32
 }
 
 var _ netdev.BacklogNIC = (*NIC)(nil)
@@ -332,7 +331,8 @@ func (n *NIC) setup(cfg Config) error {
 	if n.txMem, err = n.mem.Alloc(ntx * n.txBuf); err != nil {
 		return fmt.Errorf("virtio-net: %v: transmit buffers: %w", n.vd.PCI, err)
 	}
-	n.rxFrames = make(chan rxFrame, nrx)
+	n.rxPosted = nrx
+	n.rxTurn = make(chan struct{}, 1)
 	n.txFree = make(chan int, ntx)
 	for i := 0; i < ntx; i++ {
 		n.txFree <- i
@@ -374,8 +374,8 @@ func (n *NIC) fail(cause error) {
 	})
 }
 
-// rxLoop moves used receive buffers to rxFrames and watches the
-// configuration.
+// rxLoop watches the configuration: link status and
+// DEVICE_NEEDS_RESET. Used receive buffers are Receive's own.
 func (n *NIC) rxLoop() {
 	defer n.wg.Done()
 	for {
@@ -385,37 +385,17 @@ func (n *NIC) rxLoop() {
 		case <-n.down:
 			return
 		case <-n.vd.ConfigChanged():
-			if n.vd.NeedsReset() {
-				n.vd.Fail()
-				n.fail(fmt.Errorf("virtio-net: %v: the device set DEVICE_NEEDS_RESET", n.vd.PCI))
-				return
-			}
-			if n.status {
-				n.vd.ReadConfig(func(c pci.Registers) error {
-					n.link.Store(c.Read16(cfgStatus)&statusLinkUp != 0)
-					return nil
-				})
-			}
-			continue
-		case <-n.rxq.Ready():
 		}
-		for {
-			u, ok, err := n.rxq.Next()
-			if err != nil {
-				n.vd.Fail()
-				n.fail(err)
-				return
-			}
-			if !ok {
-				break
-			}
-			i := u.Token.(int)
-			if u.Err != nil {
-				n.rxBad.Add(1)
-				n.repost(i)
-				continue
-			}
-			n.rxFrames <- rxFrame{buf: i, n: u.Len}
+		if n.vd.NeedsReset() {
+			n.vd.Fail()
+			n.fail(fmt.Errorf("virtio-net: %v: the device set DEVICE_NEEDS_RESET", n.vd.PCI))
+			return
+		}
+		if n.status {
+			n.vd.ReadConfig(func(c pci.Registers) error {
+				n.link.Store(c.Read16(cfgStatus)&statusLinkUp != 0)
+				return nil
+			})
 		}
 	}
 }
@@ -459,7 +439,7 @@ func (n *NIC) repost(i int) {
 		return
 	}
 	n.rxSinceKick++
-	if len(n.rxFrames) == 0 || n.rxSinceKick >= cap(n.rxFrames)/4 {
+	if n.rxSinceKick >= n.rxPosted/4 || n.rxq.Pending() == 0 {
 		n.rxSinceKick = 0
 		n.rxq.Kick()
 	}
@@ -538,41 +518,73 @@ func (n *NIC) Transmit(ctx context.Context, frame []byte) error {
 
 // RxBacklog implements netdev.BacklogNIC: the used receive buffers taken
 // from the device and not yet given to Receive.
-func (n *NIC) RxBacklog() int { return len(n.rxFrames) }
+func (n *NIC) RxBacklog() int { return n.rxq.Pending() }
 
-// Receive implements netdev.NIC.
+// Receive implements netdev.NIC. It takes used buffers from the
+// receive queue itself, with the device's interrupts off while it finds
+// them (as NAPI polls): an interrupt is asked for only when the queue is
+// empty and Receive is about to sleep. Callers take turns.
 func (n *NIC) Receive(ctx context.Context, buf []byte) (int, error) {
 	if !n.enter() {
 		return 0, netdev.ErrDown
 	}
 	defer n.calls.Done()
+	select {
+	case n.rxTurn <- struct{}{}:
+	case <-n.down:
+		return 0, n.downError()
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	defer func() { <-n.rxTurn }()
 	for {
-		var f rxFrame
 		select {
 		case <-n.down:
 			return 0, n.downError()
 		default:
 		}
-		select {
-		case f = <-n.rxFrames:
-		case <-n.down:
-			return 0, n.downError()
-		case <-ctx.Done():
-			return 0, ctx.Err()
+		u, ok, err := n.rxq.Next()
+		if err == nil && !ok {
+			// Going to sleep: interrupts on, then one more look, for a
+			// buffer used before the device saw them on.
+			n.rxq.SetInterrupts(true)
+			if u, ok, err = n.rxq.Next(); err == nil && !ok {
+				select {
+				case <-n.rxq.Ready():
+				case <-n.down:
+					return 0, n.downError()
+				case <-ctx.Done():
+					return 0, ctx.Err()
+				}
+				continue
+			}
 		}
-		frame, err := CheckRx(n.rxMem.Bytes[f.buf*n.rxBuf:][:n.rxBuf], f.n, n.maxFrame)
+		// Found one: the ring is polled until it is empty again.
+		n.rxq.SetInterrupts(false)
+		if err != nil {
+			n.vd.Fail()
+			n.fail(err)
+			return 0, n.downError()
+		}
+		i := u.Token.(int)
+		if u.Err != nil {
+			n.rxBad.Add(1)
+			n.repost(i)
+			continue
+		}
+		frame, err := CheckRx(n.rxMem.Bytes[i*n.rxBuf:][:n.rxBuf], u.Len, n.maxFrame)
 		if err != nil {
 			n.rxBad.Add(1)
-			n.repost(f.buf)
+			n.repost(i)
 			continue
 		}
 		if len(frame) > len(buf) {
 			n.rxDrop.Add(1)
-			n.repost(f.buf)
+			n.repost(i)
 			continue
 		}
 		k := copy(buf, frame)
-		n.repost(f.buf)
+		n.repost(i)
 		n.rxN.Add(1)
 		return k, nil
 	}

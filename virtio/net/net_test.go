@@ -238,6 +238,62 @@ func TestReceiveDropsLongFrames(t *testing.T) {
 	r.check(t)
 }
 
+// TestReceiveInterrupts: receive interrupts are off while Receive finds
+// frames and on while it sleeps, with a device that honours the flag
+// (as QEMU does), and no frame waits for an interrupt that never comes.
+func TestReceiveInterrupts(t *testing.T) {
+	r := newRig(t, setup{features: vnet.FeatureMAC, vectors: 3})
+	n := r.mustOpen(t, vnet.Config{})
+	defer n.Close()
+	rq := r.sim.Queue(0)
+	asleep := func() {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !rq.Interrupts(); time.Sleep(100 * time.Microsecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("Receive sleeps with receive interrupts off")
+			}
+		}
+	}
+	got := make(chan []byte)
+	go func() {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			buf := make([]byte, 2000)
+			k, err := n.Receive(ctx, buf)
+			cancel()
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- buf[:k]
+		}
+	}()
+	next := func(i int) {
+		t.Helper()
+		if f, ok := <-got; !ok || !bytes.Equal(f, frame(i, 100)) {
+			t.Fatalf("frame %d: got %d bytes (ok %v)", i, len(f), ok)
+		}
+	}
+	asleep()
+	r.inject(t, nil, frame(1, 100), -1) // wakes Receive by interrupt
+	// Receive has returned frame 1 (its goroutine holds it until next(1)),
+	// and left receive interrupts off.
+	for deadline := time.Now().Add(5 * time.Second); rq.Interrupts(); time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("receive interrupts still on after a frame was taken")
+		}
+	}
+	r.inject(t, nil, frame(2, 100), -1) // no interrupt: found by looking
+	r.inject(t, nil, frame(3, 100), -1)
+	next(1)
+	next(2)
+	next(3)
+	asleep()
+	r.inject(t, nil, frame(4, 100), -1)
+	next(4)
+	r.check(t)
+}
+
 func TestHostileReceive(t *testing.T) {
 	hdr := func(flags, gso byte, nbuf uint16) []byte {
 		h := make([]byte, vnet.HeaderLen)

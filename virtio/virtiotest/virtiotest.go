@@ -966,15 +966,20 @@ func (q *Queue) WaitPop(ctx context.Context) (*Chain, error) {
 	}
 }
 
-// Complete returns c to the driver with n bytes written and interrupts.
-// It does nothing if the device was reset since c was popped.
+// Complete returns c to the driver with n bytes written and interrupts
+// unless the driver asked for none (VIRTQ_AVAIL_F_NO_INTERRUPT), as QEMU
+// does. It does nothing if the device was reset since c was popped.
 func (q *Queue) Complete(c *Chain, n uint32) {
-	q.PushRaw(uint32(c.Head), n)
+	q.push(uint32(c.Head), n, true)
 }
 
 // PushRaw puts an arbitrary used element (id, len) in the used ring and
 // interrupts, as a hostile device might.
 func (q *Queue) PushRaw(id, n uint32) {
+	q.push(id, n, false)
+}
+
+func (q *Queue) push(id, n uint32, hint bool) {
 	d := q.d
 	d.mu.Lock()
 	if d.queues[q.index] != q || !q.enabled {
@@ -982,9 +987,30 @@ func (q *Queue) PushRaw(id, n uint32) {
 		return
 	}
 	q.completeLocked16(id, n)
+	raise := !hint || q.interruptsLocked()
 	vec := q.vector
 	d.mu.Unlock()
-	d.raise(vec)
+	if raise {
+		d.raise(vec)
+	}
+}
+
+// Interrupts reports whether the driver wants interrupts: the available
+// ring's VIRTQ_AVAIL_F_NO_INTERRUPT is clear.
+func (q *Queue) Interrupts() bool {
+	q.d.mu.Lock()
+	defer q.d.mu.Unlock()
+	return q.interruptsLocked()
+}
+
+func (q *Queue) interruptsLocked() bool {
+	av, err := q.d.dma(q.avail, 6+2*int(q.size))
+	if err != nil {
+		return true
+	}
+	// Read after the used index was published, as QEMU's
+	// virtio_should_notify reads it after a full barrier.
+	return atomic.LoadUint32(u32(av))&1 == 0
 }
 
 func (q *Queue) completeLocked(head uint16, n uint32) { q.completeLocked16(uint32(head), n) }
