@@ -264,25 +264,35 @@ const timerSlack = 50_000
 // sleepSlack is timerSlack for nanosleep, which in a Go program only the
 // runtime calls (Go's timers wait in futex and epoll_pwait): its sysmon
 // sleeps 20 us at a time while it retakes Ps from threads in system
-// calls, its spinning Ms 3 us between attempts to steal work. On Xen, where
-// each timer write and interrupt is a VM exit, they may end up to 500 us
-// late (xenSleepSlack), mostly at an interrupt that comes anyway. With
-// xenTimeSlice, this took a guest receiving TCP in the lab out of a mode
-// where each frame cost ~13 timer exits (docs/perf.md, the A/B of
-// 2026-12-07); either alone did not.
-var sleepSlack uint64 = timerSlack
+// calls, its spinning Ms 3 us between attempts to steal work. On one vCPU
+// only one thread runs at a time, so a sooner retake gets no more work
+// done; each wake-up costs a timer interrupt and two thread switches
+// (~50 us of TCG time for the interrupt alone), and sysmon woke ~800
+// times a second in a guest sending TCP. So these sleeps may end up to
+// 2 ms late (defaultSleepSlack) under QEMU, 500 us on Xen (xenSleepSlack),
+// mostly at an interrupt that comes anyway. On Xen, with 5 ms slices, this
+// took a guest receiving TCP in the lab out of a mode where each frame
+// cost ~13 timer exits; under QEMU, a guest sending TCP went ~20% faster
+// (docs/perf.md, the A/Bs of 2026-12-07 and 2026-12-08).
+// unikgo.sleepslack=DURATION overrides it.
+var sleepSlack uint64 = defaultSleepSlack
 
-const xenSleepSlack = 500_000
+const (
+	defaultSleepSlack = 2_000_000
+	xenSleepSlack     = 500_000
+)
 
-// timeSlice is how long a thread runs while others wait. With two Ps on
-// one vCPU (uniprocessorMaxProcs) the runtime's GC worker and the
-// allocating goroutines take turns by it: at 10 ms the stress program's
-// heap outgrew its 96 MiB bound; at 2 ms it stays under 60 MiB. On Xen,
-// where each slice's end costs VM exits (a timer write, the interrupt,
-// its EOI), slices are xenTimeSlice (TestStressPVH keeps the heap bound).
-var timeSlice uint64 = 2_000_000 // 2 ms
+// timeSlice is how long a thread runs while others wait; each slice's
+// end is a timer interrupt and a thread switch (on Xen, VM exits: a
+// timer write, the interrupt, its EOI). With two Ps on one vCPU
+// (uniprocessorMaxProcs) the runtime's GC worker and the allocating
+// goroutines take turns by it: at 10 ms the stress program's heap
+// outgrew its 96 MiB bound; at 2 and 5 ms it stays under it (TestStress,
+// TestStressPVH). unikgo.timeslice=DURATION overrides it (at least
+// minTimeSlice).
+var timeSlice uint64 = 5_000_000 // 5 ms
 
-const xenTimeSlice = 5_000_000
+const minTimeSlice = 100_000
 
 // Futexes.
 const (

@@ -130,7 +130,17 @@ func kernelMain() {
 	// support, for comparisons.
 	lapicInit(!line.Option("xapic"))
 	if onXen {
-		timeSlice, sleepSlack = xenTimeSlice, xenSleepSlack
+		sleepSlack = xenSleepSlack
+	}
+	if ns, ok, bad := line.Duration("sleepslack"); bad {
+		kprint("unikgo: unikgo.sleepslack: want a duration such as 2ms or 500us; the default is kept\n")
+	} else if ok {
+		sleepSlack = ns
+	}
+	if ns, ok, bad := line.Duration("timeslice"); bad || ok && ns < minTimeSlice {
+		kprint("unikgo: unikgo.timeslice: want a duration of 100us or more, such as 5ms; the default is kept\n")
+	} else if ok {
+		timeSlice = ns
 	}
 	if line.Option("profile") {
 		if onXen {

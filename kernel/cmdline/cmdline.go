@@ -188,3 +188,41 @@ func (l *Line) HasEnv(name string) bool {
 	}
 	return false
 }
+
+// Duration returns option name's value in nanoseconds: a decimal number
+// with a unit, ns, us or ms (as in unikgo.timeslice=5ms). ok is false
+// when the option is absent; bad is true when it is present but not such
+// a duration, or above an hour.
+func (l *Line) Duration(name string) (ns uint64, ok, bad bool) {
+	v, ok := l.Value(name)
+	if !ok {
+		return 0, false, false
+	}
+	i := 0
+	for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+		ns = ns*10 + uint64(v[i]-'0')
+		i++
+		if ns > maxDuration {
+			return 0, true, true
+		}
+	}
+	if i == 0 {
+		return 0, true, true
+	}
+	switch v[i:] {
+	case "ns":
+	case "us":
+		ns *= 1_000
+	case "ms":
+		ns *= 1_000_000
+	default:
+		return 0, true, true
+	}
+	if ns > maxDuration {
+		return 0, true, true
+	}
+	return ns, true, false
+}
+
+// maxDuration bounds Duration: an hour.
+const maxDuration = 3600 * 1_000_000_000

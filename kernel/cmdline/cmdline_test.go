@@ -69,6 +69,36 @@ func TestOptions(t *testing.T) {
 	}
 }
 
+func TestDuration(t *testing.T) {
+	var l Line
+	l.ParseString("unikgo.a=5ms unikgo.b=500us unikgo.c=7ns unikgo.d=0ms unikgo.e=5 unikgo.f=ms unikgo.g=5s " +
+		"unikgo.h=3600000ms unikgo.i=3600001ms unikgo.j=99999999999999999999999ns unikgo.k unikgo.l=-1ms p")
+	for _, tc := range []struct {
+		name    string
+		ns      uint64
+		ok, bad bool
+	}{
+		{"a", 5_000_000, true, false},
+		{"b", 500_000, true, false},
+		{"c", 7, true, false},
+		{"d", 0, true, false},
+		{"e", 0, true, true}, // no unit
+		{"f", 0, true, true}, // no number
+		{"g", 0, true, true}, // seconds are not taken
+		{"h", 3600_000_000_000, true, false},
+		{"i", 0, true, true}, // over an hour
+		{"j", 0, true, true}, // overflows
+		{"k", 0, true, true}, // bare
+		{"l", 0, true, true},
+		{"absent", 0, false, false},
+	} {
+		ns, ok, bad := l.Duration(tc.name)
+		if ns != tc.ns || ok != tc.ok || bad != tc.bad {
+			t.Errorf("Duration(%q) = %d, %v, %v; want %d, %v, %v", tc.name, ns, ok, bad, tc.ns, tc.ok, tc.bad)
+		}
+	}
+}
+
 func TestLimits(t *testing.T) {
 	p := parse(strings.Repeat("w ", MaxWords+5))
 	if len(p.Args) != MaxWords || !p.Truncated {
