@@ -272,8 +272,8 @@ const timerSlack = 50_000
 // 2 ms late (defaultSleepSlack) under QEMU, 500 us on Xen (xenSleepSlack),
 // mostly at an interrupt that comes anyway. On Xen, with 5 ms slices, this
 // took a guest receiving TCP in the lab out of a mode where each frame
-// cost ~13 timer exits; under QEMU, a guest sending TCP went ~20% faster
-// (docs/perf.md, the A/Bs of 2026-12-07 and 2026-12-08).
+// cost ~13 timer exits; under QEMU, with 5 ms slices, a guest sending
+// TCP went ~30% faster (docs/perf.md, the A/Bs of 2026-12-07 and -08).
 // unikgo.sleepslack=DURATION overrides it.
 var sleepSlack uint64 = defaultSleepSlack
 

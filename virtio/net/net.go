@@ -516,8 +516,8 @@ func (n *NIC) Transmit(ctx context.Context, frame []byte) error {
 	return nil
 }
 
-// RxBacklog implements netdev.BacklogNIC: the used receive buffers taken
-// from the device and not yet given to Receive.
+// RxBacklog implements netdev.BacklogNIC: the receive buffers the device
+// has used and Receive not yet taken.
 func (n *NIC) RxBacklog() int { return n.rxq.Pending() }
 
 // Receive implements netdev.NIC. It takes used buffers from the
