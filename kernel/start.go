@@ -137,7 +137,7 @@ func kernelMain() {
 	} else if ok {
 		sleepSlack = ns
 	}
-	if ns, ok, bad := line.Duration("timeslice"); bad || ok && ns < minTimeSlice {
+	if ns, ok, bad := line.Duration("timeslice"); bad || (ok && ns < minTimeSlice) {
 		kprint("unikgo: unikgo.timeslice: want a duration of 100us or more, such as 5ms; the default is kept\n")
 	} else if ok {
 		timeSlice = ns

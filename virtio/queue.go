@@ -154,7 +154,7 @@ func (q *Queue) Ready() <-chan struct{} { return q.wake }
 func (q *Queue) SetInterrupts(on bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.ring == nil {
+	if q.broken != nil || q.ring == nil {
 		return
 	}
 	f := q.flags &^ availFNoInterrupt

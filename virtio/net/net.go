@@ -559,13 +559,13 @@ func (n *NIC) Receive(ctx context.Context, buf []byte) (int, error) {
 				continue
 			}
 		}
-		// Found one: the ring is polled until it is empty again.
-		n.rxq.SetInterrupts(false)
 		if err != nil {
 			n.vd.Fail()
 			n.fail(err)
 			return 0, n.downError()
 		}
+		// Found one: the ring is polled until it is empty again.
+		n.rxq.SetInterrupts(false)
 		i := u.Token.(int)
 		if u.Err != nil {
 			n.rxBad.Add(1)
