@@ -116,9 +116,18 @@ func FuzzParse(f *testing.F) {
 	f.Add("unikgo.verbose A=1 prog \"a b\" c")
 	f.Add("\"")
 	f.Add(strings.Repeat("x ", 300))
+	f.Add("unikgo.timeslice=5ms unikgo.sleepslack=99999999999999999999us p")
 	f.Fuzz(func(t *testing.T, s string) {
 		var l Line
 		l.ParseString(s)
+		// Every option read as a duration: within bounds, or bad.
+		for i := 0; i < l.NumOptions(); i++ {
+			name, _, _ := strings.Cut(l.OptionAt(i), "=")
+			ns, ok, bad := l.Duration(name)
+			if !ok || (bad && ns != 0) || (!bad && ns > maxDuration) {
+				t.Fatalf("Duration(%q) = %d, %v, %v", name, ns, ok, bad)
+			}
+		}
 		if l.NumOptions()+l.NumEnv()+l.NumArgs() > MaxWords {
 			t.Fatal("too many words")
 		}

@@ -189,6 +189,7 @@ type NIC struct {
 	rxBuf, txBuf int           // bytes per buffer
 	rxPosted     int           // receive buffers, all with the device or Receive
 	rxTurn       chan struct{} // held by the Receive taking used buffers
+	rxQuiet      bool          // receive interrupts off, as the rxTurn holder last set them
 	txFree       chan int
 	rxMu         sync.Mutex // orders Add and Kick on the receive queue
 	rxSinceKick  int
@@ -547,7 +548,7 @@ func (n *NIC) Receive(ctx context.Context, buf []byte) (int, error) {
 		if err == nil && !ok {
 			// Going to sleep: interrupts on, then one more look, for a
 			// buffer used before the device saw them on.
-			n.rxq.SetInterrupts(true)
+			n.rxInterrupts(true)
 			if u, ok, err = n.rxq.Next(); err == nil && !ok {
 				select {
 				case <-n.rxq.Ready():
@@ -565,7 +566,7 @@ func (n *NIC) Receive(ctx context.Context, buf []byte) (int, error) {
 			return 0, n.downError()
 		}
 		// Found one: the ring is polled until it is empty again.
-		n.rxq.SetInterrupts(false)
+		n.rxInterrupts(false)
 		i := u.Token.(int)
 		if u.Err != nil {
 			n.rxBad.Add(1)
@@ -588,6 +589,17 @@ func (n *NIC) Receive(ctx context.Context, buf []byte) (int, error) {
 		n.rxN.Add(1)
 		return k, nil
 	}
+}
+
+// rxInterrupts turns receive interrupts on or off, touching the queue
+// (and its lock) only when that changes, not for every frame. The caller
+// holds rxTurn.
+func (n *NIC) rxInterrupts(on bool) {
+	if n.rxQuiet == !on {
+		return
+	}
+	n.rxQuiet = !on
+	n.rxq.SetInterrupts(on)
 }
 
 // Close implements netdev.NIC: calls in progress return netdev.ErrDown,
